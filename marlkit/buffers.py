@@ -76,14 +76,10 @@ class MultiAgentReplayBuffer:
     def _as_batch(self, name: str, field: Mapping, is_vectorised: bool) -> dict[str, np.ndarray]:
         """Check one field and return ``{agent: array (n, *S)}``."""
         if not isinstance(field, Mapping):
-            raise TypeError(
-                f"field '{name}' must be a dict keyed by agent id, got {type(field).__name__}"
-            )
+            raise TypeError(f"field '{name}' must be a dict keyed by agent id, got {type(field).__name__}")
         missing = [a for a in self.agent_ids if a not in field]
         if missing:
-            raise ValueError(
-                f"field '{name}' has no entry for agent(s) {missing}; expected keys {self.agent_ids}"
-            )
+            raise ValueError(f"field '{name}' has no entry for agent(s) {missing}; expected keys {self.agent_ids}")
         out = {}
         for agent in self.agent_ids:
             value = field[agent]

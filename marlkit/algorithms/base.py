@@ -176,7 +176,9 @@ class MultiAgentAlgorithm:
     def set_hyperparameter(self, name: str, value: Any) -> None:
         """Set a mutable hyperparameter; it takes effect at once (learning rates reach the optimizers)."""
         if name not in self.hp_names:
-            raise ValueError(f"'{name}' is not a mutable hyperparameter of {self.algo}; expected one of {self.hp_names}")
+            raise ValueError(
+                f"'{name}' is not a mutable hyperparameter of {self.algo}; expected one of {self.hp_names}"
+            )
         setattr(self, name, value)
         for group, lr_name in self.optimizer_lrs.items():
             if lr_name == name:
@@ -218,7 +220,9 @@ class MultiAgentAlgorithm:
                 while not finished.all() and (max_steps is None or step < max_steps):
                     action = self.get_action(obs, infos=info)[0]
                     obs, reward, termination, truncation, info = env.step(action)
-                    rewards = np.stack([np.nan_to_num(np.asarray(reward[a], dtype=np.float64)) for a in self.agent_ids], -1)
+                    rewards = np.stack(
+                        [np.nan_to_num(np.asarray(reward[a], dtype=np.float64)) for a in self.agent_ids], -1
+                    )
                     scores[~finished] += rewards.reshape(num_envs, -1)[~finished]
                     finished |= episode_dones(termination, truncation).reshape(num_envs)
                     step += 1
@@ -264,7 +268,9 @@ class MultiAgentAlgorithm:
             "observation_spaces": [space_to_dict(self.observation_spaces[a]) for a in self.agent_ids],
             "action_spaces": [space_to_dict(self.action_spaces[a]) for a in self.agent_ids],
             "hyperparameters": self.hyperparameters(),
-            "networks": {name: {"config": net.config, "state_dict": net.state_dict()} for name, net in self.networks().items()},
+            "networks": {
+                name: {"config": net.config, "state_dict": net.state_dict()} for name, net in self.networks().items()
+            },
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
             "bookkeeping": {
                 "index": self.index,

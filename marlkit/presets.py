@@ -1,0 +1,163 @@
+"""Ready-made training set-ups shared by the command line, the notebooks and the README's main job.
+
+A preset is plain data in the guide's format (``INIT_HP``, ``NET_CONFIG``, ``hp_config`` bounds,
+``MUT_P`` and the training-loop arguments), so a student can print one and copy it into their own
+script. ``quick`` overrides shrink a run to a couple of minutes on a 2-core laptop.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+_SPEAKER_LISTENER_NET = {
+    "speaker_0": {
+        "encoder_config": {"hidden_size": [64, 64], "activation": "ReLU"},
+        "head_config": {"hidden_size": [64]},
+    },
+    "listener_0": {
+        "encoder_config": {"hidden_size": [64, 64], "activation": "ReLU"},
+        "head_config": {"hidden_size": [64]},
+    },
+}
+
+_OFF_POLICY_HP = {
+    "BATCH_SIZE": 128,
+    "O_U_NOISE": True,
+    "EXPL_NOISE": 0.1,
+    "MEAN_NOISE": 0.0,
+    "THETA": 0.15,
+    "DT": 0.01,
+    "LR_ACTOR": 0.001,
+    "LR_CRITIC": 0.001,
+    "GAMMA": 0.95,
+    "MEMORY_SIZE": 100_000,
+    "LEARN_STEP": 8,
+    "TAU": 0.01,
+    "POLICY_FREQ": 2,
+    "POP_SIZE": 4,
+}
+
+_OFF_POLICY_HP_CONFIG = {
+    "lr_actor": {"min": 1e-4, "max": 1e-2},
+    "lr_critic": {"min": 1e-4, "max": 1e-2},
+    "batch_size": {"min": 32, "max": 512, "dtype": "int"},
+    "learn_step": {"min": 4, "max": 64, "dtype": "int", "grow_factor": 1.5, "shrink_factor": 0.75},
+}
+
+_MUT_P = {
+    "NO_MUT": 0.4,
+    "ARCH_MUT": 0.2,
+    "NEW_LAYER": 0.2,
+    "PARAMS_MUT": 0.2,
+    "ACT_MUT": 0.0,
+    "RL_HP_MUT": 0.2,
+    "MUT_SD": 0.1,
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "speaker-listener": {
+        "env": "speaker-listener",
+        "env_kwargs": {"continuous_actions": True},
+        "algo": "MATD3",
+        "algos": ("MADDPG", "MATD3", "IPPO"),
+        "INIT_HP": _OFF_POLICY_HP,
+        "NET_CONFIG": _SPEAKER_LISTENER_NET,
+        "hp_config": _OFF_POLICY_HP_CONFIG,
+        "MUT_P": _MUT_P,
+        "train": {
+            "num_envs": 8,
+            "max_steps": 200_000,
+            "evo_steps": 10_000,
+            "eval_loop": 1,
+            "learning_delay": 1_000,
+            "target": -30.0,
+            "tournament_size": 2,
+            "elitism": True,
+        },
+        "quick": {"max_steps": 24_000, "evo_steps": 4_000, "target": None},
+        "on_policy": {
+            "INIT_HP": {
+                "POP_SIZE": 4,
+                "BATCH_SIZE": 128,
+                "LR": 3e-4,
+                "LEARN_STEP": 2048,
+                "GAMMA": 0.95,
+                "GAE_LAMBDA": 0.95,
+                "ACTION_STD_INIT": -0.5,
+                "CLIP_COEF": 0.2,
+                "ENT_COEF": 0.0,
+                "VF_COEF": 0.5,
+                "MAX_GRAD_NORM": 0.5,
+                "UPDATE_EPOCHS": 4,
+            },
+            "hp_config": {
+                "lr": {"min": 1e-5, "max": 1e-2},
+                "batch_size": {"min": 32, "max": 1024, "dtype": "int"},
+                "learn_step": {"min": 256, "max": 8192, "dtype": "int", "grow_factor": 1.5, "shrink_factor": 0.75},
+            },
+            "train": {"max_steps": 1_000_000, "evo_steps": 16_384},
+            "quick": {"max_steps": 32_768, "evo_steps": 16_384},
+        },
+    },
+    "space-invaders": {
+        "env": "space-invaders",
+        "env_kwargs": {},
+        "algo": "MADDPG",
+        "algos": ("MADDPG",),
+        "INIT_HP": {
+            **_OFF_POLICY_HP,
+            "BATCH_SIZE": 32,
+            "LEARN_STEP": 16,
+            "LR_ACTOR": 1e-4,
+            "LR_CRITIC": 1e-4,
+            "GAMMA": 0.99,
+            "MEMORY_SIZE": 50_000,
+            "EXPL_NOISE": 0.1,
+        },
+        "NET_CONFIG": {
+            "latent_dim": 64,
+            "encoder_config": {"channel_size": [32, 64, 64], "kernel_size": [8, 4, 3], "stride_size": [4, 2, 1]},
+            "head_config": {"hidden_size": [128]},
+        },
+        "hp_config": {
+            "lr_actor": {"min": 1e-5, "max": 1e-3},
+            "lr_critic": {"min": 1e-5, "max": 1e-3},
+            "batch_size": {"min": 16, "max": 128, "dtype": "int"},
+        },
+        "MUT_P": {**_MUT_P, "ARCH_MUT": 0.0, "NEW_LAYER": 0.0},
+        "train": {
+            "num_envs": 4,
+            "max_steps": 2_000_000,
+            "evo_steps": 20_000,
+            "eval_loop": 1,
+            "eval_steps": 1_000,
+            "learning_delay": 5_000,
+            "target": None,
+            "tournament_size": 2,
+            "elitism": True,
+        },
+        "quick": {"max_steps": 2_000, "evo_steps": 1_000, "learning_delay": 200, "eval_steps": 100},
+    },
+}
+
+
+def get_preset(name: str, algo: str | None = None, quick: bool = False) -> dict[str, Any]:
+    """A deep copy of preset ``name`` for ``algo`` (default: the preset's own), quick overrides applied."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+    preset = copy.deepcopy(PRESETS[name])
+    algo = algo or preset["algo"]
+    if algo not in preset["algos"]:
+        raise ValueError(f"preset {name!r} supports {list(preset['algos'])}, not {algo!r}")
+    preset["algo"] = algo
+    on_policy = preset.pop("on_policy", None)
+    if algo == "IPPO":
+        assert on_policy is not None
+        preset["INIT_HP"] = on_policy["INIT_HP"]
+        preset["hp_config"] = on_policy["hp_config"]
+        preset["train"].update(on_policy["train"])
+        preset["quick"] = on_policy["quick"]
+    if quick:
+        preset["train"].update(preset["quick"])
+    return preset

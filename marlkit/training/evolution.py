@@ -1,0 +1,205 @@
+"""The generation loop that off- and on-policy training share.
+
+One generation = every member trains for ``evo_steps`` env steps, then the population is evaluated,
+recorded, checkpointed, and replaced by tournament selection + mutation. ``train_multi_agent_off_policy``
+and ``train_multi_agent_on_policy`` differ only in how one member trains; everything in this module is
+the part they have in common.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from marlkit.training.records import RunRecord, make_run_dir
+
+# Early stopping: a run stops once every member's mean fitness over its last TARGET_WINDOW evaluations
+# reaches the target. Averaging over a window (rather than one lucky evaluation of the best member)
+# asks for the whole population to be reliably good.
+TARGET_WINDOW = 3
+
+
+def seed_everything(seed: int | None) -> None:
+    """Seed Python, NumPy and torch global generators (``None`` leaves them alone)."""
+    if seed is None:
+        return
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def target_reached(pop: Sequence[Any], target: float | None, window: int = TARGET_WINDOW) -> bool:
+    """The early-stopping rule: every member's mean of its last ``window`` fitness values >= target."""
+    if target is None:
+        return False
+    return all(len(a.fitness) > 0 and np.mean(a.fitness[-window:]) >= target for a in pop)
+
+
+def check_common_args(accelerator: Any, wb: bool, pop: Sequence[Any], evo_steps: int, num_envs: int) -> None:
+    """Clear errors for arguments the training functions accept but cannot honour."""
+    if accelerator is not None:
+        raise NotImplementedError(
+            "accelerator is not supported by marlkit: pass accelerator=None and choose the device "
+            "with create_population(..., device=...)"
+        )
+    if wb:
+        try:
+            import wandb  # noqa: F401  (only checking that it is installed)
+        except ImportError as err:
+            raise ImportError(
+                "wb=True logs to Weights & Biases, but wandb is not installed: pip install wandb"
+            ) from err
+    if len(pop) == 0:
+        raise ValueError("pop is empty: create it with create_population(..., population_size=N)")
+    if evo_steps < num_envs:
+        raise ValueError(f"evo_steps={evo_steps} is smaller than num_envs={num_envs}: no step would be taken")
+
+
+class GenerationLoop:
+    """Bookkeeping of an evolutionary run: progress bar, run record, checkpoints, W&B, selection.
+
+    The training functions call :meth:`train_step_done` as env steps are taken and :meth:`end_generation`
+    after every member has trained; the latter evaluates, logs, saves and evolves the population.
+    """
+
+    def __init__(
+        self,
+        *,
+        env: Any,
+        env_name: str,
+        algo: str,
+        pop: list,
+        max_steps: int,
+        eval_steps: int | None,
+        eval_loop: int,
+        target: float | None,
+        tournament: Any,
+        mutation: Any,
+        sum_scores: bool,
+        checkpoint: int | None,
+        checkpoint_path: str | os.PathLike | None,
+        save_elite: bool,
+        elite_path: str | os.PathLike | None,
+        wb: bool,
+        verbose: bool,
+        run_dir: str | os.PathLike | None,
+        meta: dict[str, Any],
+        on_generation: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.env, self.pop, self.algo = env, pop, algo
+        self.max_steps, self.eval_steps, self.eval_loop = max_steps, eval_steps, eval_loop
+        self.target, self.tournament, self.mutation = target, tournament, mutation
+        self.sum_scores, self.verbose = sum_scores, verbose
+        self.checkpoint, self.save_elite = checkpoint, save_elite
+        self.run_dir = Path(run_dir) if run_dir is not None else make_run_dir(env_name, algo)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else self.run_dir / "checkpoints"
+        self.elite_path = Path(elite_path) if elite_path else self.run_dir / "elite.pt"
+        self.record = RunRecord(self.run_dir)
+        self.record.write_meta(env_name=env_name, algo=algo, max_steps=max_steps, **meta)
+        self.generation = len(self.record.generations)  # > 0 when resuming into an existing run dir
+        self.total_steps = int(sum(a.steps[-1] for a in pop))
+        self.next_checkpoint = None if not checkpoint else (self.total_steps // checkpoint + 1) * checkpoint
+        self.pop_fitnesses: list[list[float]] = []
+        self.on_generation = on_generation
+        self.wandb_run = None
+        if wb:
+            import wandb
+
+            self.wandb_run = wandb.init(project="marlkit", name=self.run_dir.name, config=meta)
+        self.start = time.perf_counter()
+        self.pbar = tqdm(
+            total=max_steps,
+            initial=min(self.total_steps, max_steps),
+            unit="step",
+            dynamic_ncols=True,
+            disable=not verbose,
+        )
+
+    def done(self) -> bool:
+        return all(a.steps[-1] >= self.max_steps for a in self.pop) or self.total_steps >= self.max_steps
+
+    def train_step_done(self, num_steps: int) -> None:
+        self.total_steps += num_steps
+        self.pbar.update(num_steps)
+
+    def end_generation(self) -> bool:
+        """Evaluate, record, checkpoint and evolve; returns True when training should stop."""
+        fitnesses = [
+            agent.test(self.env, max_steps=self.eval_steps, loop=self.eval_loop, sum_scores=self.sum_scores)
+            for agent in self.pop
+        ]
+        self.pop_fitnesses.append(fitnesses)
+        wall = time.perf_counter() - self.start
+        entry = self.record.log_population(self.generation, self.pop, self.total_steps, eval_loop=self.eval_loop)
+        best = max(fitnesses)
+        self.pbar.set_postfix(best=f"{best:.2f}", sps=f"{self.total_steps / max(wall, 1e-9):.0f}", refresh=False)
+        if self.verbose:
+            self.pbar.write(
+                f"gen {self.generation:3d} | steps {self.total_steps:>9,d} | fitness "
+                + " ".join(f"{f:8.2f}" for f in fitnesses)
+                + f" | {wall:6.1f}s"
+            )
+        if self.wandb_run is not None:
+            self.wandb_run.log(
+                {
+                    "global_step": self.total_steps,
+                    "eval/best_fitness": best,
+                    "eval/mean_fitness": float(np.mean(fitnesses)),
+                }
+            )
+        if self.on_generation is not None:
+            self.on_generation(entry)
+
+        stop = target_reached(self.pop, self.target) or self.done()
+        elite = self.pop[int(np.argmax([np.mean(a.fitness[-self.eval_loop :]) for a in self.pop]))]
+        if self.save_elite:
+            self.elite_path.parent.mkdir(parents=True, exist_ok=True)
+            elite.save_checkpoint(self.elite_path)
+        if not stop:
+            if self.tournament is not None:
+                _, self.pop[:] = self.tournament.select(self.pop)
+            if self.mutation is not None:
+                self.pop[:] = self.mutation.mutation(self.pop)
+            for agent in self.pop:
+                agent.steps.append(agent.steps[-1])
+        self.generation += 1
+        if self.checkpoint and (stop or self.total_steps >= self.next_checkpoint):
+            self.save_population()
+            while self.next_checkpoint <= self.total_steps:
+                self.next_checkpoint += self.checkpoint
+        return stop
+
+    def save_population(self) -> None:
+        """One checkpoint per member (loadable with ``weights_only=True``) in ``checkpoint_path``."""
+        self.checkpoint_path.mkdir(parents=True, exist_ok=True)
+        for old in self.checkpoint_path.glob("member_*.pt"):
+            old.unlink()  # the population of the previous checkpoint is replaced, not merged
+        for position, agent in enumerate(self.pop):
+            agent.save_checkpoint(self.checkpoint_path / f"member_{position}.pt")
+
+    def close(self) -> None:
+        self.pbar.close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
+        if self.verbose:
+            print(f"run record, plots and checkpoints: {self.run_dir}")
+
+
+def load_population(checkpoint_path: str | os.PathLike, device: str | torch.device = "cpu") -> list:
+    """Load a population saved by a training function (``member_0.pt``, ``member_1.pt``, ...)."""
+    from marlkit.algorithms.base import read_checkpoint
+    from marlkit.hpo.population import algorithm_class
+
+    files = sorted(Path(checkpoint_path).glob("member_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    if not files:
+        raise FileNotFoundError(f"no member_*.pt checkpoints in {checkpoint_path}")
+    return [algorithm_class(read_checkpoint(f)["algo"]).load(f, device=device) for f in files]
