@@ -26,41 +26,10 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
+from marlkit.networks import network_from_checkpoint
+from marlkit.networks.spaces import space_from_config, space_to_config
+
 CHECKPOINT_FORMAT = 1
-
-
-# ----------------------------------------------------------------------------- spaces as plain data
-def space_to_dict(space: spaces.Space) -> dict:
-    """A gymnasium space as plain data (checkpoints must not pickle objects)."""
-    if isinstance(space, spaces.Box):
-        return {
-            "type": "Box",
-            "low": torch.from_numpy(np.asarray(space.low, dtype=np.float64)),
-            "high": torch.from_numpy(np.asarray(space.high, dtype=np.float64)),
-            "dtype": str(np.dtype(space.dtype)),
-        }
-    if isinstance(space, spaces.Discrete):
-        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
-    if isinstance(space, spaces.MultiDiscrete):
-        return {"type": "MultiDiscrete", "nvec": [int(n) for n in np.asarray(space.nvec).ravel()]}
-    if isinstance(space, spaces.MultiBinary):
-        return {"type": "MultiBinary", "n": int(np.prod(space.n))}
-    raise TypeError(f"unsupported space {space!r}: marlkit supports Box, Discrete, MultiDiscrete and MultiBinary")
-
-
-def space_from_dict(d: Mapping) -> spaces.Space:
-    """Inverse of :func:`space_to_dict`."""
-    kind = d.get("type")
-    if kind == "Box":
-        dtype = np.dtype(d["dtype"])
-        return spaces.Box(np.asarray(d["low"]).astype(dtype), np.asarray(d["high"]).astype(dtype), dtype=dtype)
-    if kind == "Discrete":
-        return spaces.Discrete(d["n"], start=d.get("start", 0))
-    if kind == "MultiDiscrete":
-        return spaces.MultiDiscrete(d["nvec"])
-    if kind == "MultiBinary":
-        return spaces.MultiBinary(d["n"])
-    raise ValueError(f"unknown space type {kind!r} in checkpoint")
 
 
 # ----------------------------------------------------------------------------- small shared helpers
@@ -78,11 +47,6 @@ def episode_dones(terminations: Mapping[str, Any], truncations: Mapping[str, Any
     return np.logical_and.reduce(per_agent)
 
 
-def batched(value: Any) -> bool:
-    """Whether ``get_action`` received a vector-env batch (leading ``num_envs`` axis)."""
-    return not isinstance(value, Mapping)
-
-
 # ----------------------------------------------------------------------------- the base class
 class MultiAgentAlgorithm:
     """Shared contract of marlkit's multi-agent algorithms (see ARCHITECTURE.md).
@@ -96,6 +60,7 @@ class MultiAgentAlgorithm:
     algo: str = ""
     network_groups: tuple[str, ...] = ()
     optimizer_lrs: dict[str, str] = {}
+    target_groups: dict[str, str] = {}  # trained group -> the group of its target networks
     hp_names: tuple[str, ...] = ()
 
     def __init__(
@@ -144,11 +109,29 @@ class MultiAgentAlgorithm:
         """Replace the network called ``name`` (as in :meth:`networks`)."""
         group, key = name.split("/", 1)
         getattr(self, group)[key] = net.to(self.device)
+        net.train(self.training and group not in self.target_groups.values())
+        self._target_pairs = None
+
+    def mutation_groups(self) -> list[list[str]]:
+        """Networks that must receive the same architecture mutation, trained network first.
+
+        A trained network and its target network are twins: a mutation applied to one is replayed on
+        the other so the soft update keeps matching shapes.
+        """
+        groups = []
+        for group in self.optimizer_lrs:
+            for key in getattr(self, group):
+                twins = [f"{group}/{key}"]
+                if group in self.target_groups:
+                    twins.append(f"{self.target_groups[group]}/{key}")
+                groups.append(twins)
+        return groups
 
     def _make_optimizer(self, name: str) -> torch.optim.Optimizer:
         group = name.split("/", 1)[0]
         lr = getattr(self, self.optimizer_lrs[group])
-        return torch.optim.Adam(self.networks()[name].parameters(), lr=lr)
+        # fused: one kernel for all parameters of the network (many small tensors on a CPU)
+        return torch.optim.Adam(self.networks()[name].parameters(), lr=lr, fused=True)
 
     def build_optimizers(self, keep_state: bool = True) -> None:
         """(Re)build one Adam optimizer per trained network.
@@ -171,6 +154,27 @@ class MultiAgentAlgorithm:
                     if state and p_old.shape == p_new.shape:
                         opt.state[p_new] = {k: v.clone() if torch.is_tensor(v) else v for k, v in state.items()}
             self.optimizers[name] = opt
+        self._target_pairs = None  # parameters changed: soft_update_targets rebuilds its lists
+
+    def soft_update_targets(self, groups: Sequence[str] | None = None) -> None:
+        """Polyak-average every target network towards its trained twin: ``t <- tau * s + (1 - tau) * t``.
+
+        ``groups`` limits the update to these trained groups (default: all with a target). The flat
+        parameter lists are cached until the next :meth:`build_optimizers` (architectures changed).
+        """
+        if getattr(self, "_target_pairs", None) is None:
+            self._target_pairs = {}
+            for group, target_group in self.target_groups.items():
+                sources, targets = [], []
+                for key, net in getattr(self, group).items():
+                    sources += list(net.parameters())
+                    targets += list(getattr(self, target_group)[key].parameters())
+                self._target_pairs[group] = (targets, sources)
+        with torch.no_grad():
+            for group in groups or self.target_groups:
+                targets, sources = self._target_pairs[group]
+                # one fused call over all parameters instead of a Python loop of small kernels
+                torch._foreach_lerp_(targets, sources, self.tau)
 
     # ------------------------------------------------------------------ hyperparameters
     def set_hyperparameter(self, name: str, value: Any) -> None:
@@ -195,8 +199,10 @@ class MultiAgentAlgorithm:
     def set_training_mode(self, training: bool) -> None:
         """Training mode explores (noise / sampling); evaluation mode acts greedily."""
         self.training = bool(training)
-        for net in self.networks().values():
-            net.train(self.training)
+        targets = set(self.target_groups.values())
+        for name, net in self.networks().items():
+            # Target networks are never trained: they stay in eval mode (greedy, no Gumbel sampling).
+            net.train(self.training and name.split("/", 1)[0] not in targets)
 
     # ------------------------------------------------------------------ evaluation
     def test(self, env, max_steps: int | None = None, loop: int = 1, sum_scores: bool = True) -> float:
@@ -242,7 +248,8 @@ class MultiAgentAlgorithm:
         one parent explore differently, reproducibly.
         """
         twin = copy.deepcopy(self)
-        twin.rng = np.random.default_rng(self.rng.integers(2**63))
+        # Reseed in place: objects that hold twin.rng (exploration noise) follow.
+        twin.rng.bit_generator.state = np.random.default_rng(self.rng.integers(2**63)).bit_generator.state
         if index is not None:
             twin.index = int(index)
         return twin
@@ -265,12 +272,10 @@ class MultiAgentAlgorithm:
             "format": CHECKPOINT_FORMAT,
             "algo": self.algo,
             "init": self.init_kwargs(),
-            "observation_spaces": [space_to_dict(self.observation_spaces[a]) for a in self.agent_ids],
-            "action_spaces": [space_to_dict(self.action_spaces[a]) for a in self.agent_ids],
+            "observation_spaces": [space_to_config(self.observation_spaces[a]) for a in self.agent_ids],
+            "action_spaces": [space_to_config(self.action_spaces[a]) for a in self.agent_ids],
             "hyperparameters": self.hyperparameters(),
-            "networks": {
-                name: {"config": net.config, "state_dict": net.state_dict()} for name, net in self.networks().items()
-            },
+            "networks": {name: net.checkpoint() for name, net in self.networks().items()},
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
             "bookkeeping": {
                 "index": self.index,
@@ -294,8 +299,6 @@ class MultiAgentAlgorithm:
         ckpt = read_checkpoint(path) if not isinstance(path, Mapping) else path
         if ckpt["algo"] != self.algo:
             raise ValueError(f"checkpoint holds a {ckpt['algo']} agent, cannot load it into {self.algo}")
-        from marlkit.networks import network_from_checkpoint  # networks import algorithms' spaces lazily
-
         names = set(self.networks())
         if set(ckpt["networks"]) != names:
             raise ValueError(
@@ -316,6 +319,7 @@ class MultiAgentAlgorithm:
         self.learn_counter = book["learn_counter"]
         self.rng.bit_generator.state = ckpt["rng"]
         self.load_extra_state(ckpt["extra"])
+        self.set_training_mode(self.training)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> MultiAgentAlgorithm:
@@ -323,8 +327,8 @@ class MultiAgentAlgorithm:
         ckpt = read_checkpoint(path)
         if cls.algo and ckpt["algo"] != cls.algo:
             raise ValueError(f"{path} holds a {ckpt['algo']} checkpoint, not {cls.algo}; use {ckpt['algo']}.load")
-        obs_spaces = [space_from_dict(d) for d in ckpt["observation_spaces"]]
-        act_spaces = [space_from_dict(d) for d in ckpt["action_spaces"]]
+        obs_spaces = [space_from_config(d) for d in ckpt["observation_spaces"]]
+        act_spaces = [space_from_config(d) for d in ckpt["action_spaces"]]
         agent = cls(obs_spaces, act_spaces, device=device, **ckpt["init"])
         agent.load_checkpoint(ckpt)
         return agent
