@@ -16,6 +16,7 @@ How a subclass plugs in:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from collections.abc import Mapping, Sequence
@@ -101,6 +102,20 @@ class MultiAgentAlgorithm:
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
 
     # ------------------------------------------------------------------ networks and optimizers
+    @contextlib.contextmanager
+    def seeded_init(self):
+        """Build networks inside this block: with a ``seed``, their initial weights depend on it alone.
+
+        ``fork_rng`` restores torch's global generator afterwards, so creating an agent does not shift
+        the random stream of whatever runs next.
+        """
+        if self.seed is None:
+            yield
+            return
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            yield
+
     def networks(self) -> dict[str, nn.Module]:
         """Every network by role, e.g. ``{"actors/speaker_0": ..., "critic_targets/listener_0": ...}``."""
         return {f"{group}/{key}": net for group in self.network_groups for key, net in getattr(self, group).items()}

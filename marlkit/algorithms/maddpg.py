@@ -114,21 +114,8 @@ class MADDPG(MultiAgentAlgorithm):
         first_agent = {}
         for a in self.agent_ids:
             first_agent.setdefault(self.policy_key[a], a)
-        self.actors, self.actor_targets = {}, {}
-        for key, agent in first_agent.items():
-            actor = DeterministicActor(self.observation_spaces[agent], self.action_spaces[agent], configs[key])
-            self.actors[key] = actor.to(self.device)
-            self.actor_targets[key] = actor.clone().to(self.device)
-        for group in self.critic_groups:
-            online, target = {}, {}
-            for key, agent in first_agent.items():
-                order = self.critic_order[agent]
-                critic = QCritic(
-                    [self.observation_spaces[b] for b in order], [self.action_spaces[b] for b in order], configs[key]
-                )
-                online[key], target[key] = critic.to(self.device), critic.clone().to(self.device)
-            setattr(self, group, online)
-            setattr(self, group.replace("critics", "critic_targets"), target)
+        with self.seeded_init():
+            self._build_networks(first_agent, configs)
         self.build_optimizers(keep_state=False)
         self.set_training_mode(True)  # and target networks in eval mode
 
@@ -147,6 +134,24 @@ class MADDPG(MultiAgentAlgorithm):
             for a, space in self.action_spaces.items()
             if isinstance(space, spaces.Box)
         }
+
+    def _build_networks(self, first_agent: dict[str, str], configs: Mapping[str, dict]) -> None:
+        """One actor per policy key, and one critic per key for each of ``critic_groups``, with targets."""
+        self.actors, self.actor_targets = {}, {}
+        for key, agent in first_agent.items():
+            actor = DeterministicActor(self.observation_spaces[agent], self.action_spaces[agent], configs[key])
+            self.actors[key] = actor.to(self.device)
+            self.actor_targets[key] = actor.clone().to(self.device)
+        for group in self.critic_groups:
+            online, target = {}, {}
+            for key, agent in first_agent.items():
+                order = self.critic_order[agent]
+                critic = QCritic(
+                    [self.observation_spaces[b] for b in order], [self.action_spaces[b] for b in order], configs[key]
+                )
+                online[key], target[key] = critic.to(self.device), critic.clone().to(self.device)
+            setattr(self, group, online)
+            setattr(self, group.replace("critics", "critic_targets"), target)
 
     # ================================================================== acting
     def get_action(

@@ -125,7 +125,8 @@ class GenerationLoop:
         )
 
     def done(self) -> bool:
-        return all(a.steps[-1] >= self.max_steps for a in self.pop) or self.total_steps >= self.max_steps
+        """``max_steps`` counts env steps taken by the whole population (every member's steps added up)."""
+        return self.total_steps >= self.max_steps
 
     def train_step_done(self, num_steps: int) -> None:
         self.total_steps += num_steps

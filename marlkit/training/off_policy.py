@@ -74,6 +74,9 @@ def train_multi_agent_off_policy(
     ``runs/<env_name>-<algo>-<time>``), ``on_generation`` (called with each generation's record line,
     e.g. by the live training widget).
 
+    ``max_steps`` counts the env steps of the whole population (all members added up); training stops at
+    the end of the generation that reaches it.
+
     Early stopping: training stops once every member's mean fitness over its last 3 evaluations is at
     least ``target``.
 

@@ -48,6 +48,9 @@ def train_multi_agent_on_policy(
 
     Arguments as for :func:`marlkit.train_multi_agent_off_policy`, without the replay buffer. Each member
     learns after every ``agent.learn_step`` env steps (rounded down to whole vector steps, at least one).
+    ``max_steps`` counts the env steps of the whole population (all members added up); training stops at
+    the end of the generation that reaches it.
+
     Early stopping: every member's mean fitness over its last 3 evaluations is at least ``target``.
 
     Returns:
