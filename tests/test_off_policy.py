@@ -103,8 +103,13 @@ def greedy_actions(agent, agent_id, obs):
     return action[agent_id]
 
 
-def assert_learned(agent, proto, q_tol, action_tol=0.15):
-    """Q within ``q_tol`` times the range of the true Q values (at least 1), greedy actions optimal."""
+def assert_learned(agent, proto, q_tol, action_tol=0.2):
+    """Q within ``q_tol`` times the range of the true Q values (at least 1); greedy actions optimal.
+
+    Continuous actions: within ``action_tol`` of the optimum. The probes' reward is 1 - (a - t)^2, so
+    0.2 means at least 96% of the optimal reward; near the top of that parabola a Q error of 0.03 moves
+    the critic's argmax by ~0.15, so a tighter bound would test the critic's noise, not the policy.
+    """
     for agent_id, ans in proto.expected(agent.gamma).items():
         q = critic_values(agent, agent_id, ans)
         scale = max(1.0, float(np.ptp(ans.q_values)))
@@ -129,7 +134,7 @@ def test_critic_learns_known_values(algo_cls, probe):
 @pytest.mark.parametrize("probe", ["fixed_obs_policy", "obs_dependent_policy"])
 def test_policy_learns_optimal_actions(algo_cls, probe, continuous):
     agent, proto = train_on_probe(
-        algo_cls, probe, steps=3200, learns=3, warmup=0.5, probe_kwargs={"continuous": continuous}
+        algo_cls, probe, steps=3200, learns=3, warmup=0.5, lr_critic=1e-2, probe_kwargs={"continuous": continuous}
     )
     assert_learned(agent, proto, q_tol=0.1)
 
@@ -138,7 +143,13 @@ def test_policy_learns_optimal_actions(algo_cls, probe, continuous):
 @pytest.mark.parametrize("continuous", [False, True])
 def test_centralised_critic_solves_coordination(algo_cls, continuous):
     agent, proto = train_on_probe(
-        algo_cls, "coordination", steps=3200, learns=3, warmup=0.5, probe_kwargs={"continuous": continuous}
+        algo_cls,
+        "coordination",
+        steps=3200,
+        learns=3,
+        warmup=0.5,
+        lr_critic=1e-2,
+        probe_kwargs={"continuous": continuous},
     )
     assert proto.requires_centralised_critic
     assert_learned(agent, proto, q_tol=0.1)

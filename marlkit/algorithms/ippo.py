@@ -35,7 +35,7 @@ Agents that act at different times (turn-based games, different frequencies) nee
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,7 @@ from gymnasium import spaces
 from torch import nn
 
 from marlkit.algorithms.base import MultiAgentAlgorithm
-from marlkit.algorithms.rollout import RolloutBuffer, Transition, compute_gae
+from marlkit.algorithms.rollout import RolloutBuffer, Transition, compute_gae, step_outcome
 from marlkit.networks import StochasticActor, ValueCritic, group_agents, group_id, resolve_net_config
 
 LOSS_NAMES = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
@@ -65,13 +65,13 @@ class PolicyStep:
     ==============  =================  ================================================================
     """
 
-    action: dict[str, np.ndarray]
-    raw_action: dict[str, np.ndarray]
-    log_prob: dict[str, np.ndarray]
-    entropy: dict[str, np.ndarray]
-    value: dict[str, np.ndarray]
-    active: dict[str, np.ndarray]
-    action_mask: dict[str, np.ndarray | None]
+    action: dict[str, np.ndarray] = field(default_factory=dict)
+    raw_action: dict[str, np.ndarray] = field(default_factory=dict)
+    log_prob: dict[str, np.ndarray] = field(default_factory=dict)
+    entropy: dict[str, np.ndarray] = field(default_factory=dict)
+    value: dict[str, np.ndarray] = field(default_factory=dict)
+    active: dict[str, np.ndarray] = field(default_factory=dict)
+    action_mask: dict[str, np.ndarray | None] = field(default_factory=dict)
 
 
 class IPPO(MultiAgentAlgorithm):
@@ -190,9 +190,10 @@ class IPPO(MultiAgentAlgorithm):
             NaN in rows where the agent is absent. ``log_prob`` is that of the *unclipped* sample; in
             training mode the sample and the mask are kept for the next :meth:`store_transition`.
         """
-        single = self._is_single(obs)
+        single = self.is_unbatched(obs)
         if single:
-            obs, infos = _add_env_axis(obs), {a: _add_env_axis(i) for a, i in (infos or {}).items()}
+            masks = {a: i["action_mask"] for a, i in (infos or {}).items() if "action_mask" in (i or {})}
+            obs, infos = _add_env_axis(obs), {a: {"action_mask": np.asarray(m)[None]} for a, m in masks.items()}
         step = self.act(obs, infos)
         self._last_step = step if self.training else None
         outputs = (step.action, step.log_prob, step.entropy, step.value)
@@ -207,7 +208,7 @@ class IPPO(MultiAgentAlgorithm):
         (``AsyncAgentsWrapper`` passes only the rows of agents that act).
         """
         infos = infos or {}
-        step = PolicyStep({}, {}, {}, {}, {}, {}, {})
+        step = PolicyStep()
         for group, members in self.groups.items():
             present = [a for a in members if a in obs]
             if not present:
@@ -239,12 +240,15 @@ class IPPO(MultiAgentAlgorithm):
             split = {k: (v.cpu().numpy(),) if len(sizes) == 1 else [t.cpu().numpy() for t in v.split(sizes)]
                      for k, v in outs.items()}
             mask_np = None if mask is None else mask.cpu().numpy()
+            env_dtype = self.action_spaces[members[0]].dtype  # e.g. int8 for MultiBinary, not the float sample
             start = 0
             for i, (agent, active) in enumerate(zip(present, actives)):
-                step.action[agent], step.raw_action[agent] = split["action"][i], split["raw_action"][i]
+                step.action[agent] = split["action"][i].astype(env_dtype, copy=False)
+                step.raw_action[agent] = split["raw_action"][i]
+                all_active = active.all()
                 for key in ("log_prob", "entropy", "value"):
                     values = split[key][i]
-                    getattr(step, key)[agent] = values if active.all() else np.where(active, values, np.nan)
+                    getattr(step, key)[agent] = values if all_active else np.where(active, values, np.nan)
                 step.active[agent] = active
                 step.action_mask[agent] = None if mask_np is None else mask_np[start:start + sizes[i]]
                 start += sizes[i]
@@ -264,7 +268,7 @@ class IPPO(MultiAgentAlgorithm):
                  for m, n in zip(masks, sizes)]
         return torch.as_tensor(parts[0] if len(parts) == 1 else np.concatenate(parts), device=self.device)
 
-    def _is_single(self, obs: Mapping[str, Any]) -> bool:
+    def is_unbatched(self, obs: Mapping[str, Any]) -> bool:
         """Whether ``obs`` comes from one env (no leading num_envs axis)."""
         for agent, x in obs.items():
             return np.ndim(x) == len(self.observation_spaces[agent].shape)
@@ -289,48 +293,33 @@ class IPPO(MultiAgentAlgorithm):
         its action mask); without one, ``action`` is stored as given (Discrete: minus the space's start).
         A row is one of the agent's decisions where ``log_prob`` is finite and the env reported the
         agent's termination (not NaN: a dead agent's last observation gets an action, but no answer).
-        ``info`` is the ``env.step`` info:
-        after a same-step autoreset, ``info[agent]["final_observation"]`` replaces the reset observation
-        as the true next observation, and the ended rows count as truncated unless terminated.
+        ``info`` is the ``env.step`` info: after a same-step autoreset the true next observation is
+        ``info[agent]["final_observation"]`` (see ``rollout.step_outcome``).
         Raises ValueError if an agent acted but has no next observation and is not done: that is an
         asynchronous env, which needs ``AsyncAgentsWrapper``.
         """
         info = info or {}
-        if self._is_single(obs):  # one env: give everything a num_envs axis of 1
+        if self.is_unbatched(obs):  # one env: give everything a num_envs axis of 1
             next_present = {a: np.array([a in next_obs]) for a in self.agent_ids}
             obs, action, log_prob, value, next_obs = (
                 _add_env_axis(d) for d in (obs, action, log_prob, value, next_obs))
             reward, termination, truncation = (
                 {a: np.atleast_1d(np.asarray(v, dtype=np.float32)) for a, v in d.items()}
                 for d in (reward, termination, truncation))
-            info = {a: {**_add_env_axis(info.get(a) or {}), "active": next_present[a]} for a in self.agent_ids}
+            info = {a: {"active": next_present[a]} for a in self.agent_ids}  # a single env never autoresets
         cached, self._last_step = self._last_step, None
         transitions: dict[str, Transition] = {}
         for agent in self.agent_ids:
             if agent not in obs or agent not in log_prob:
                 continue
-            agent_log_prob = np.asarray(log_prob[agent], dtype=np.float32)
-            rows = len(agent_log_prob)
-            reward_a, terminated, truncated = (
-                np.asarray(d[agent], dtype=np.float32) if agent in d else np.full(rows, np.nan, np.float32)
-                for d in (reward, termination, truncation))
+            agent_obs, agent_log_prob = np.asarray(obs[agent]), np.asarray(log_prob[agent], dtype=np.float32)
+            out = step_outcome(agent, agent_obs, termination, truncation, next_obs, info)
             # A decision = the agent was given an action *and* the env answered for it. A dead agent's
             # terminal observation row is active, but the env reports nothing (NaN) for it afterwards.
-            active = np.isfinite(agent_log_prob) & ~np.isnan(terminated)
-            raw, mask = self._sampled_action(agent, action[agent], cached, rows)
-            reward_a = np.nan_to_num(reward_a)
-            terminated, truncated = np.nan_to_num(terminated) > 0, np.nan_to_num(truncated) > 0
-            agent_info = info.get(agent) or {}
-            next_o = np.asarray(next_obs[agent]) if agent in next_obs else np.zeros_like(np.asarray(obs[agent]))
-            next_valid = np.asarray(agent_info.get("active", np.full(rows, agent in next_obs)), dtype=bool)
-            ended = agent_info.get("_final_info")  # sub-envs that autoreset at this step
-            if ended is not None and np.any(ended):
-                ended = np.asarray(ended, dtype=bool)
-                truncated = truncated | (ended & ~terminated)
-                has_final = np.asarray(agent_info.get("_final_observation", np.zeros_like(ended)), dtype=bool)
-                if has_final.any():
-                    next_o = np.where(_rows(has_final, next_o), agent_info["final_observation"], next_o)
-                next_valid = np.where(ended, has_final, next_valid)
+            active = np.isfinite(agent_log_prob) & out.reported
+            raw, mask = self._sampled_action(agent, action[agent], cached, len(active))
+            terminated, truncated, next_valid = out.terminated, out.truncated, out.next_valid
+            reward_a = np.asarray(reward[agent], dtype=np.float32) if agent in reward else np.zeros(len(active))
             stranded = active & ~(terminated | truncated) & ~next_valid
             if stranded.any():
                 raise ValueError(
@@ -339,9 +328,9 @@ class IPPO(MultiAgentAlgorithm):
                     f"agent in marlkit.algorithms.wrappers.AsyncAgentsWrapper"
                 )
             transitions[agent] = Transition(
-                obs=np.asarray(obs[agent]), action=raw, log_prob=agent_log_prob,
-                value=np.asarray(value[agent], dtype=np.float32), reward=reward_a, terminated=terminated,
-                truncated=truncated, next_obs=next_o, next_valid=next_valid, active=active, action_mask=mask,
+                obs=agent_obs, action=raw, log_prob=agent_log_prob, value=np.asarray(value[agent], dtype=np.float32),
+                reward=np.nan_to_num(reward_a).astype(np.float32, copy=False), terminated=terminated,
+                truncated=truncated, next_obs=out.next_obs, next_valid=next_valid, active=active, action_mask=mask,
             )
         self.add_transitions(transitions)
 

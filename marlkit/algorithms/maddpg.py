@@ -37,6 +37,8 @@ from marlkit.algorithms.base import MultiAgentAlgorithm
 from marlkit.algorithms.noise import ActionNoise
 from marlkit.networks import DeterministicActor, QCritic, group_id, resolve_net_config
 
+PREACTIVATION_PENALTY = 1e-3
+
 
 class MADDPG(MultiAgentAlgorithm):
     """Multi-agent DDPG with decentralised actors and centralised critics.
@@ -275,10 +277,14 @@ class MADDPG(MultiAgentAlgorithm):
             per_key = {}
             for agent in self.agent_ids:
                 key = self.policy_key[agent]
-                own = self.actors[key](obs[agent])  # differentiable: tanh (Box) or straight-through one-hot
+                # differentiable: tanh (Box) or straight-through one-hot (Discrete)
+                own, pre = self.actors[key].forward_with_preactivation(obs[agent])
                 order = self.critic_order[agent]
                 joint = [own] + [actions[b] for b in order[1:]]
                 loss = -self.critics[key]([obs[b] for b in order], joint).mean()
+                # As in the original MADDPG code: a small penalty on the pre-activations keeps tanh (and
+                # the logits) out of saturation, where the critic's gradient could no longer move them.
+                loss = loss + PREACTIVATION_PENALTY * pre.pow(2).mean()
                 per_key.setdefault(key, []).append(loss)
                 actor_losses[agent] = float(loss.detach())
             self._step("actors", per_key)

@@ -23,7 +23,7 @@ autoresets, and a rollout that ends mid-episode needs no special case.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -159,6 +159,54 @@ class RolloutBuffer:
             if stacked[name].dtype.kind == "f":
                 stacked[name] = np.nan_to_num(stacked[name], copy=False)
         return stacked
+
+
+@dataclass
+class StepOutcome:
+    """What one ``env.step`` says about one agent's open decision, ``E`` rows each (see ``step_outcome``)."""
+
+    reported: np.ndarray  # (E,) bool: the env answered for the agent (its termination is not NaN)
+    terminated: np.ndarray  # (E,) bool
+    truncated: np.ndarray  # (E,) bool, including sub-envs that autoreset without terminating the agent
+    next_obs: np.ndarray  # (E, *obs_shape): the final observation where a sub-env autoreset
+    next_valid: np.ndarray  # (E,) bool: next_obs is a real observation of the agent
+
+
+def step_outcome(
+    agent: str,
+    obs: np.ndarray,
+    termination: Mapping[str, np.ndarray],
+    truncation: Mapping[str, np.ndarray],
+    next_obs: Mapping[str, np.ndarray],
+    info: Mapping[str, Mapping],
+) -> StepOutcome:
+    """Read ``agent``'s done flags and true next observation from a vector env's ``step`` results.
+
+    After a same-step autoreset the returned observation row already belongs to the next episode; the
+    finished episode's last one is ``info[agent]["final_observation"]`` (rows where
+    ``info[agent]["_final_observation"]``), and the reset rows are ``info[agent]["_final_info"]``. An agent
+    whose sub-env reset without terminating it was cut off: truncated, bootstrapped from that final
+    observation (or from 0 when the env gave none). ``obs`` (E, *obs_shape) only gives the shapes.
+    """
+    rows = len(obs)
+    missing = np.full(rows, np.nan, np.float32)
+    term = np.asarray(termination.get(agent, missing), dtype=np.float32)
+    trunc = np.asarray(truncation.get(agent, missing), dtype=np.float32)
+    terminated, truncated = np.nan_to_num(term) > 0, np.nan_to_num(trunc) > 0
+    agent_info = info.get(agent) or {}
+    present = agent in next_obs
+    next_o = np.asarray(next_obs[agent]) if present else np.zeros_like(obs)
+    next_valid = np.asarray(agent_info.get("active", np.full(rows, present)), dtype=bool)
+    ended = agent_info.get("_final_info")
+    if ended is not None and np.any(ended):
+        ended = np.asarray(ended, dtype=bool)
+        truncated = truncated | (ended & ~terminated)
+        has_final = np.asarray(agent_info.get("_final_observation", np.zeros_like(ended)), dtype=bool)
+        if has_final.any():
+            row_mask = has_final.reshape(-1, *[1] * (next_o.ndim - 1))
+            next_o = np.where(row_mask, agent_info["final_observation"], next_o)
+        next_valid = np.where(ended, has_final, next_valid)
+    return StepOutcome(~np.isnan(term), terminated, truncated, next_o, next_valid)
 
 
 def inactive_like(template: Transition) -> Transition:

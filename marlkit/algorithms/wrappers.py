@@ -35,7 +35,7 @@ import numpy as np
 
 from marlkit.algorithms.base import MultiAgentAlgorithm
 from marlkit.algorithms.ippo import IPPO, PolicyStep
-from marlkit.algorithms.rollout import Transition
+from marlkit.algorithms.rollout import Transition, step_outcome
 
 _OWN_ATTRIBUTES = ("agent", "_pending", "_last_step", "_last_next_obs")
 
@@ -106,6 +106,11 @@ class AsyncAgentsWrapper:
         ``(action, log_prob, entropy, value)`` with ``num_envs`` rows per agent; rows where the agent waits
         hold placeholders (action NaN for floats / 0 for ints, the rest NaN).
         """
+        if self.agent.is_unbatched(obs):
+            raise ValueError(
+                "AsyncAgentsWrapper needs the vector-env layout (a leading num_envs axis and infos[agent]['active']); "
+                "run a single env as SyncPettingZooVecEnv([env_fn])"
+            )
         infos = infos or {}
         rows = {}
         for agent, x in obs.items():
@@ -119,7 +124,7 @@ class AsyncAgentsWrapper:
             if "action_mask" in (infos.get(a) or {})
         }
         sub = self.agent.act(sub_obs, sub_infos)
-        full = PolicyStep({}, {}, {}, {}, {}, {}, {})
+        full = PolicyStep()
         for agent, active in rows.items():
             n = len(active)
             full.active[agent] = active
@@ -164,19 +169,19 @@ class AsyncAgentsWrapper:
         for agent in self.agent.agent_ids:
             if agent not in obs or agent not in log_prob:
                 continue
-            agent_log_prob = np.asarray(log_prob[agent], dtype=np.float32)
-            term_raw = np.asarray(termination[agent], dtype=np.float32)
-            acted = np.isfinite(agent_log_prob) & ~np.isnan(term_raw)  # as in IPPO.store_transition
+            agent_obs, agent_log_prob = np.asarray(obs[agent]), np.asarray(log_prob[agent], dtype=np.float32)
+            out = step_outcome(agent, agent_obs, termination, truncation, next_obs, info)
+            acted = np.isfinite(agent_log_prob) & out.reported  # as in IPPO.store_transition
             raw = last.raw_action[agent] if last is not None and agent in last.raw_action else np.asarray(action[agent])
             mask = last.action_mask.get(agent) if last is not None else None
             pending = self._pending.get(agent)
             if pending is None:
-                pending = self._pending[agent] = _Pending(np.asarray(obs[agent]), raw, mask)
+                pending = self._pending[agent] = _Pending(agent_obs, raw, mask)
 
             # 1. every row where the agent acted opens a transition
             if acted.any():
                 pending.open[acted] = True
-                pending.obs[acted] = np.asarray(obs[agent])[acted]
+                pending.obs[acted] = agent_obs[acted]
                 pending.action[acted] = raw[acted]
                 pending.log_prob[acted] = agent_log_prob[acted]
                 pending.value[acted] = np.asarray(value[agent], dtype=np.float32)[acted]
@@ -187,32 +192,18 @@ class AsyncAgentsWrapper:
                     pending.action_mask[acted] = mask[acted]
 
             # 2. rewards that arrive now belong to the agent's open decision, even while it waits
-            pending.reward += np.where(pending.open, np.nan_to_num(np.asarray(reward[agent], dtype=np.float64)), 0.0)
+            pending.reward += np.where(pending.open, np.nan_to_num(np.asarray(reward.get(agent, 0.0), np.float64)), 0.0)
 
             # 3. a transition closes at the agent's next decision or when its episode ends
-            agent_info = info.get(agent) or {}
-            terminated = np.nan_to_num(term_raw) > 0
-            truncated = np.nan_to_num(np.asarray(truncation[agent], dtype=np.float32)) > 0
-            acts_next = np.asarray(agent_info.get("active", np.zeros(len(acted), dtype=bool)), dtype=bool)
-            next_o = np.asarray(next_obs[agent])
-            next_valid = acts_next
-            ended = agent_info.get("_final_info")  # sub-envs that autoreset at this step
-            if ended is not None and np.any(ended):
-                ended = np.asarray(ended, dtype=bool)
-                truncated = truncated | (ended & ~terminated)
-                has_final = np.asarray(agent_info.get("_final_observation", np.zeros_like(ended)), dtype=bool)
-                if has_final.any():
-                    shape = (-1, *[1] * (next_o.ndim - 1))
-                    next_o = np.where(has_final.reshape(shape), agent_info["final_observation"], next_o)
-                next_valid = np.where(ended, has_final, acts_next)
-            closing = pending.open & (terminated | truncated | next_valid)
+            done = out.terminated | out.truncated
+            closing = pending.open & (done | out.next_valid)
             if not closing.any():
                 continue
             closed[agent] = Transition(
                 obs=pending.obs.copy(), action=pending.action.copy(), log_prob=pending.log_prob.copy(),
                 value=pending.value.copy(), reward=pending.reward.astype(np.float32),
-                terminated=terminated & closing, truncated=truncated & closing, next_obs=next_o,
-                next_valid=next_valid & closing, active=closing,
+                terminated=out.terminated & closing, truncated=out.truncated & closing, next_obs=out.next_obs,
+                next_valid=out.next_valid & closing, active=closing,
                 action_mask=None if pending.action_mask is None else pending.action_mask.copy(),
             )
             pending.open[closing] = False

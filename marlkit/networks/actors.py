@@ -93,7 +93,9 @@ class DeterministicActor(_ActorBase):
             self.register_buffer("action_scale", torch.as_tensor((high - low) / 2), persistent=False)
             self.register_buffer("action_bias", torch.as_tensor((high + low) / 2), persistent=False)
             self.discrete = False
-            self.net = _network(self.observation_space, low.size, net_config, "Tanh", where)
+            # tanh is applied in forward(), not in the head, so the pre-activation stays reachable
+            # (MADDPG penalises it to keep tanh out of saturation, where its gradient vanishes)
+            self.net = _network(self.observation_space, low.size, net_config, None, where)
         elif isinstance(self.action_space, spaces.Discrete):
             self.discrete = True
             self.net = _network(self.observation_space, int(self.action_space.n), net_config, None, where)
@@ -113,14 +115,21 @@ class DeterministicActor(_ActorBase):
         sample (straight-through), so a critic's gradient reaches the logits. In eval mode: the
         argmax one-hot (greedy).
         """
+        return self.forward_with_preactivation(obs, action_mask)[0]
+
+    def forward_with_preactivation(
+        self, obs: torch.Tensor, action_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(action as in forward(), pre-activation (B, d) or (B, n)): pre-tanh outputs or unmasked logits."""
+        out = self.net(obs)
         if not self.discrete:
             if action_mask is not None:
                 raise ValueError(f"action masks are for Discrete action spaces; this actor acts in {self.action_space}")
-            return self.action_bias + self.action_scale * self.net(obs)
-        logits = self.logits(obs, action_mask)
+            return self.action_bias + self.action_scale * torch.tanh(out), out
+        logits = mask_logits(out, action_mask)
         if self.training:
-            return F.gumbel_softmax(logits, tau=GUMBEL_TEMPERATURE, hard=True)
-        return F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
+            return F.gumbel_softmax(logits, tau=GUMBEL_TEMPERATURE, hard=True), out
+        return F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype), out
 
     def to_env_action(self, action: torch.Tensor) -> torch.Tensor:
         """The forward() output in the env's format: Box unchanged (B, d); Discrete indices (B,) long."""
