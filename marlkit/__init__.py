@@ -4,8 +4,10 @@ Every public name of the multi-agent training guide is importable from here, so 
 with ``from marlkit import ...`` in place of its ``agilerl`` imports.
 """
 
+from marlkit.algorithms.ippo import IPPO
 from marlkit.algorithms.maddpg import MADDPG
 from marlkit.algorithms.matd3 import MATD3
+from marlkit.algorithms.wrappers import AsyncAgentsWrapper
 from marlkit.buffers import MultiAgentReplayBuffer
 from marlkit.envs.makers import make_space_invaders, make_speaker_listener
 from marlkit.envs.vector import AsyncPettingZooVecEnv, SyncPettingZooVecEnv, make_multi_agent_vect_envs
@@ -25,8 +27,10 @@ from marlkit.training.on_policy import train_multi_agent_on_policy
 __version__ = "0.1.0"
 
 __all__ = [
+    "IPPO",
     "MADDPG",
     "MATD3",
+    "AsyncAgentsWrapper",
     "AsyncPettingZooVecEnv",
     "EvolvableCNN",
     "EvolvableMLP",

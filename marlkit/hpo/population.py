@@ -49,6 +49,7 @@ INIT_HP_KEYS: dict[str, dict[str, str]] = {
         "MAX_GRAD_NORM": "max_grad_norm",
         "TARGET_KL": "target_kl",
         "UPDATE_EPOCHS": "update_epochs",
+        "CLIP_VLOSS": "clip_vloss",
     },
 }
 # Keys read by the training functions or by other algorithms: accepted, not passed to the constructor.
