@@ -115,9 +115,13 @@ def build_run(preset: dict[str, Any], seed: int, pop_size: int | None = None):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
     from marlkit import train_multi_agent_off_policy, train_multi_agent_on_policy
     from marlkit.plotting import plot_fitness, plot_hyperparameters
 
+    # Small networks run fastest on one thread; a second thread would fight the env workers for the CPU.
+    torch.set_num_threads(args.threads)
     preset = get_preset(args.preset, args.algo, quick=args.quick)
     overrides = load_overrides(args.config)
     for key in ("INIT_HP", "NET_CONFIG", "MUT_P", "hp_config", "train"):
@@ -259,6 +263,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--runs", default="runs", help="parent folder of run directories")
     t.add_argument("--run-dir", help="exact run directory (default: runs/<preset>-<algo>-<time>)")
     t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: best for small MLPs)")
     t.set_defaults(func=cmd_train)
 
     for name, func, help_text in (
@@ -277,10 +282,6 @@ def parser() -> argparse.ArgumentParser:
             c.add_argument("--fps", type=int, default=10)
         c.set_defaults(func=func)
     return p
-
-
-class _Parser(argparse.ArgumentParser):
-    pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:

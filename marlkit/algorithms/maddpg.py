@@ -254,40 +254,34 @@ class MADDPG(MultiAgentAlgorithm):
             next_actions = self._target_actions(next_obs)
 
         # (2) + (3) critic regression towards y_i = r_i + gamma (1 - d_i) Q'_i(o', a')
-        critic_losses = {}
+        critic_losses, critic_terms = {}, []
         for group in self.critic_groups:
-            per_key: dict[str, list[torch.Tensor]] = {}
             for agent in self.agent_ids:
-                order = self.critic_order[agent]
+                key, order = self.policy_key[agent], self.critic_order[agent]
                 with torch.no_grad():
-                    q_next = self._target_q(
-                        self.policy_key[agent], [next_obs[b] for b in order], [next_actions[b] for b in order]
-                    )
+                    q_next = self._target_q(key, [next_obs[b] for b in order], [next_actions[b] for b in order])
                     y = rewards[agent] + self.gamma * (1.0 - dones[agent]) * q_next
-                q = getattr(self, group)[self.policy_key[agent]]([obs[b] for b in order], [actions[b] for b in order])
+                q = getattr(self, group)[key]([obs[b] for b in order], [actions[b] for b in order])
                 loss = F.mse_loss(q, y)
-                per_key.setdefault(self.policy_key[agent], []).append(loss)
-                critic_losses.setdefault(agent, 0.0)
-                critic_losses[agent] += float(loss.detach()) / len(self.critic_groups)
-            self._step(group, per_key)
+                critic_terms.append(loss)
+                critic_losses[agent] = critic_losses.get(agent, 0.0) + float(loss.detach()) / len(self.critic_groups)
+        self._step(self.critic_groups, critic_terms)
 
         # (4) actor ascent on Q_i(o, a_1, .., mu_i(o_i), .., a_N), then soft target updates
-        actor_losses = {}
+        actor_losses, actor_terms = {}, []
         if self._update_actor_now():
-            per_key = {}
             for agent in self.agent_ids:
-                key = self.policy_key[agent]
+                key, order = self.policy_key[agent], self.critic_order[agent]
                 # differentiable: tanh (Box) or straight-through one-hot (Discrete)
                 own, pre = self.actors[key].forward_with_preactivation(obs[agent])
-                order = self.critic_order[agent]
                 joint = [own] + [actions[b] for b in order[1:]]
                 loss = -self.critics[key]([obs[b] for b in order], joint).mean()
                 # As in the original MADDPG code: a small penalty on the pre-activations keeps tanh (and
                 # the logits) out of saturation, where the critic's gradient could no longer move them.
                 loss = loss + PREACTIVATION_PENALTY * pre.pow(2).mean()
-                per_key.setdefault(key, []).append(loss)
+                actor_terms.append(loss)
                 actor_losses[agent] = float(loss.detach())
-            self._step("actors", per_key)
+            self._step(("actors",), actor_terms)
             self.soft_update_targets()
         return {"critic": critic_losses, "actor": actor_losses}
 
@@ -313,12 +307,19 @@ class MADDPG(MultiAgentAlgorithm):
         done = {a: t.float().reshape(-1) for a, t in clean(dones, nan=1.0).items()}
         return clean(states), clean(actions), rew, clean(next_states), done
 
-    def _step(self, group: str, losses: Mapping[str, list[torch.Tensor]]) -> None:
-        """One optimizer step per network of ``group``; shared networks sum their members' losses."""
-        for key, terms in losses.items():
-            opt = self.optimizers[f"{group}/{key}"]
+    def _step(self, groups: Sequence[str], losses: list[torch.Tensor]) -> None:
+        """One backward pass for the summed losses, then one optimizer step per network of ``groups``.
+
+        Each network only receives gradient from its own agents' terms, so summing first gives every
+        network exactly the gradient of its own loss, with one pass through autograd instead of one per
+        agent. (The actor loss also leaves gradients in the critics; every critic step starts from
+        zeroed gradients, so they are never used.)
+        """
+        optimizers = [opt for name, opt in self.optimizers.items() if name.split("/", 1)[0] in groups]
+        for opt in optimizers:
             opt.zero_grad(set_to_none=True)
-            torch.stack(terms).sum().backward()
+        torch.stack(losses).sum().backward()
+        for opt in optimizers:
             opt.step()
 
     # ------------------------------------------------------------------ hooks MATD3 overrides
