@@ -21,15 +21,20 @@ demo: $(VENV)/.marlkit-installed
 	$(PY) -m marlkit demo
 
 test: $(VENV)/.marlkit-installed
-	$(VENV)/bin/ruff check marlkit tests benchmarks
+	$(VENV)/bin/ruff check marlkit tests benchmarks book
 	$(PY) -m pytest tests
 
 lint: $(VENV)/.marlkit-installed
-	$(VENV)/bin/ruff check marlkit tests benchmarks
+	$(VENV)/bin/ruff check marlkit tests benchmarks book
+
+# The course book (Jupyter Book 1, offline): the notebooks with their stored outputs (none is run),
+# the classroom guide and the API reference -> book/_build/html/index.html. See book/build.py.
+book: $(VENV)/.marlkit-installed
+	$(PY) book/build.py
 
 bench: $(VENV)/.marlkit-installed
 	$(PY) benchmarks/vec_env.py
 	$(PY) benchmarks/networks.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache runs book/_build
+	rm -rf $(VENV) .pytest_cache .ruff_cache runs book/_build book/chapters book/api book/_offline
