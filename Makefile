@@ -1,10 +1,15 @@
 # marlkit's two set-up commands (see README):
-#   make demo   -- create .venv if missing, install marlkit, run a short evolutionary training run
+#   make demo   -- create .venv if missing, install marlkit, run a short evolutionary training run (MATD3,
+#                  Simple Speaker Listener) that saves a fitness plot and the elite checkpoint
 #   make test   -- create .venv if missing, install marlkit + dev tools, run the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install -q -c requirements/cpu.txt
+# The course notebooks under nbval: `make test` runs every notebooks/NN_*.ipynb top to bottom in quick mode
+# (MARLKIT_QUICK=1) and compares each cell's output with the stored full-run output, except in cells tagged
+# nbval-ignore-output. A new notebook is picked up without any edit here.
+NBVAL  := -p no:cacheprovider --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
 .PHONY: demo test lint bench book clean
 
@@ -18,11 +23,12 @@ $(VENV)/.marlkit-installed: pyproject.toml requirements/cpu.txt
 install: $(VENV)/.marlkit-installed
 
 demo: $(VENV)/.marlkit-installed
-	$(PY) -m marlkit demo
+	$(PY) -m marlkit train --preset speaker-listener --quick
 
 test: $(VENV)/.marlkit-installed
 	$(VENV)/bin/ruff check marlkit tests benchmarks book
 	$(PY) -m pytest tests
+	MARLKIT_QUICK=1 $(PY) -m pytest $(NBVAL) notebooks/[0-9]*.ipynb
 
 lint: $(VENV)/.marlkit-installed
 	$(VENV)/bin/ruff check marlkit tests benchmarks book
@@ -35,6 +41,8 @@ book: $(VENV)/.marlkit-installed
 bench: $(VENV)/.marlkit-installed
 	$(PY) benchmarks/vec_env.py
 	$(PY) benchmarks/networks.py
+	$(PY) benchmarks/train_off_policy.py
+	$(PY) benchmarks/train_on_policy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache runs book/_build book/chapters book/api book/_offline
