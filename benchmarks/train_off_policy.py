@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
-import pstats
 import platform
+import pstats
 import time
 from pathlib import Path
 
@@ -32,12 +32,31 @@ from marlkit import (
 )
 
 NET_CONFIG = {
-    "speaker_0": {"encoder_config": {"hidden_size": [32, 32], "activation": "ReLU"}, "head_config": {"hidden_size": [32]}},
-    "listener_0": {"encoder_config": {"hidden_size": [32, 32], "activation": "ReLU"}, "head_config": {"hidden_size": [32]}},
+    "speaker_0": {
+        "encoder_config": {"hidden_size": [32, 32], "activation": "ReLU"},
+        "head_config": {"hidden_size": [32]},
+    },
+    "listener_0": {
+        "encoder_config": {"hidden_size": [32, 32], "activation": "ReLU"},
+        "head_config": {"hidden_size": [32]},
+    },
 }
-INIT_HP = {"BATCH_SIZE": 32, "O_U_NOISE": True, "EXPL_NOISE": 0.1, "MEAN_NOISE": 0.0, "THETA": 0.15, "DT": 0.01,
-           "LR_ACTOR": 0.001, "LR_CRITIC": 0.001, "GAMMA": 0.95, "MEMORY_SIZE": 100000, "LEARN_STEP": 100,
-           "TAU": 0.01, "POLICY_FREQ": 2, "POP_SIZE": 4}
+INIT_HP = {
+    "BATCH_SIZE": 32,
+    "O_U_NOISE": True,
+    "EXPL_NOISE": 0.1,
+    "MEAN_NOISE": 0.0,
+    "THETA": 0.15,
+    "DT": 0.01,
+    "LR_ACTOR": 0.001,
+    "LR_CRITIC": 0.001,
+    "GAMMA": 0.95,
+    "MEMORY_SIZE": 100000,
+    "LEARN_STEP": 100,
+    "TAU": 0.01,
+    "POLICY_FREQ": 2,
+    "POP_SIZE": 4,
+}
 # Functions whose cumulative time makes up the breakdown (name as cProfile reports it -> label).
 PARTS = {
     "step": "env.step (vector env)",
@@ -56,16 +75,36 @@ def run(steps: int, seed: int, run_dir: Path) -> float:
     env.reset(seed=seed)
     agents = env.agents
     init_hp = {**INIT_HP, "AGENT_IDS": agents}
-    pop = create_population("MADDPG", [env.single_observation_space(a) for a in agents],
-                            [env.single_action_space(a) for a in agents], NET_CONFIG, init_hp,
-                            population_size=4, num_envs=num_envs, seed=seed)
+    pop = create_population(
+        "MADDPG",
+        [env.single_observation_space(a) for a in agents],
+        [env.single_action_space(a) for a in agents],
+        NET_CONFIG,
+        init_hp,
+        population_size=4,
+        num_envs=num_envs,
+        seed=seed,
+    )
     memory = MultiAgentReplayBuffer(100_000, ["state", "action", "reward", "next_state", "done"], agents, seed=seed)
     tournament = TournamentSelection(2, True, 4, 1, rand_seed=seed)
     mutations = Mutations(0.2, 0.2, 0.2, 0.2, 0.0, 0.2, mutation_sd=0.1, rand_seed=seed)
     start = time.perf_counter()
-    train_multi_agent_off_policy(env, "simple_speaker_listener_v4", "MADDPG", pop, memory, INIT_HP=init_hp,
-                                 max_steps=steps, evo_steps=10_000, learning_delay=1000, tournament=tournament,
-                                 mutation=mutations, verbose=False, seed=seed, run_dir=run_dir)
+    train_multi_agent_off_policy(
+        env,
+        "simple_speaker_listener_v4",
+        "MADDPG",
+        pop,
+        memory,
+        INIT_HP=init_hp,
+        max_steps=steps,
+        evo_steps=10_000,
+        learning_delay=1000,
+        tournament=tournament,
+        mutation=mutations,
+        verbose=False,
+        seed=seed,
+        run_dir=run_dir,
+    )
     elapsed = time.perf_counter() - start
     env.close()
     return elapsed
@@ -90,7 +129,7 @@ def main() -> None:
         if name in PARTS:
             breakdown[PARTS[name]] = max(breakdown.get(PARTS[name], 0.0), cumulative)
     sps = args.steps / elapsed
-    print(f"MADDPG x4, speaker-listener (continuous), 8 async sub-envs, batch 32, learn_step 100")
+    print("MADDPG x4, speaker-listener (continuous), 8 async sub-envs, batch 32, learn_step 100")
     print(f"{args.steps:,} env steps in {elapsed:.1f} s  ->  {sps:,.0f} env steps/s (under cProfile)")
     print(f"{'part':<28}{'seconds':>10}{'share':>8}")
     for label, seconds in sorted(breakdown.items(), key=lambda kv: -kv[1]):
@@ -99,14 +138,27 @@ def main() -> None:
     # A second run without the profiler gives the figure to report.
     elapsed_plain = run(args.steps, args.seed, run_dir.with_name(run_dir.name + "-plain"))
     sps_plain = args.steps / elapsed_plain
-    print(f"without profiler: {elapsed_plain:.1f} s  ->  {sps_plain:,.0f} env steps/s "
-          f"(reference library: 631 env steps/s; target >= 1,900)")
+    print(
+        f"without profiler: {elapsed_plain:.1f} s  ->  {sps_plain:,.0f} env steps/s "
+        f"(reference library: 631 env steps/s; target >= 1,900)"
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({
-        "benchmark": "train_off_policy", "steps": args.steps, "seconds": elapsed_plain, "env_steps_per_s": sps_plain,
-        "profiled_seconds": elapsed, "breakdown_seconds": breakdown, "machine": platform.platform(),
-        "cpus": torch.get_num_threads(),
-    }, indent=2) + "\n")
+    Path(args.out).write_text(
+        json.dumps(
+            {
+                "benchmark": "train_off_policy",
+                "steps": args.steps,
+                "seconds": elapsed_plain,
+                "env_steps_per_s": sps_plain,
+                "profiled_seconds": elapsed,
+                "breakdown_seconds": breakdown,
+                "machine": platform.platform(),
+                "cpus": torch.get_num_threads(),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {args.out}")
 
 

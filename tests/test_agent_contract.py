@@ -5,7 +5,15 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from marlkit import MADDPG, MATD3, HyperparameterConfig, MultiAgentReplayBuffer, Mutations, RLParameter, create_population
+from marlkit import (
+    MADDPG,
+    MATD3,
+    HyperparameterConfig,
+    MultiAgentReplayBuffer,
+    Mutations,
+    RLParameter,
+    create_population,
+)
 from marlkit.algorithms.base import read_checkpoint
 
 AGENTS = ["speaker_0", "listener_0"]
@@ -22,8 +30,10 @@ def make(cls, actions=ACT_BOX, **kw):
 
 def random_obs(n=2, seed=0):
     rng = np.random.default_rng(seed)
-    return {"speaker_0": rng.standard_normal((n, 3)).astype(np.float32),
-            "listener_0": rng.standard_normal((n, 11)).astype(np.float32)}
+    return {
+        "speaker_0": rng.standard_normal((n, 3)).astype(np.float32),
+        "listener_0": rng.standard_normal((n, 11)).astype(np.float32),
+    }
 
 
 def filled_memory(agent, n=64):
@@ -31,8 +41,14 @@ def filled_memory(agent, n=64):
     for t in range(n // 2):
         obs = random_obs(seed=t)
         _, raw = agent.get_action(obs)
-        memory.save_to_memory(obs, raw, {a: np.ones(2) for a in AGENTS}, random_obs(seed=t + 1),
-                              {a: np.zeros(2) for a in AGENTS}, is_vectorised=True)
+        memory.save_to_memory(
+            obs,
+            raw,
+            {a: np.ones(2) for a in AGENTS},
+            random_obs(seed=t + 1),
+            {a: np.zeros(2) for a in AGENTS},
+            is_vectorised=True,
+        )
     return memory
 
 
@@ -150,7 +166,9 @@ def test_clone_is_independent(cls):
 def test_hyperparameter_takes_effect_at_once(cls):
     agent = make(cls)
     agent.set_hyperparameter("lr_critic", 0.0123)
-    assert all(g["lr"] == 0.0123 for n, o in agent.optimizers.items() if n.startswith("critics") for g in o.param_groups)
+    assert all(
+        g["lr"] == 0.0123 for n, o in agent.optimizers.items() if n.startswith("critics") for g in o.param_groups
+    )
     agent.set_hyperparameter("expl_noise", 0.5)
     assert all(n.scale == 0.5 for n in agent.noises.values())
     with pytest.raises(ValueError, match="'momentum' is not a mutable hyperparameter"):
@@ -161,10 +179,12 @@ def test_hyperparameter_takes_effect_at_once(cls):
 @pytest.mark.parametrize("actions", [ACT_BOX, ACT_DISCRETE])
 def test_200_random_mutations_keep_a_working_agent(cls, actions):
     agent = make(cls, actions)
-    agent.hp_config = HyperparameterConfig(lr_actor=RLParameter(min=1e-4, max=1e-2),
-                                           batch_size=RLParameter(min=4, max=32, dtype=int))
-    mutations = Mutations(no_mutation=0.1, architecture=0.4, new_layer_prob=0.3, parameters=0.2, activation=0.1,
-                          rl_hp=0.2, rand_seed=0)
+    agent.hp_config = HyperparameterConfig(
+        lr_actor=RLParameter(min=1e-4, max=1e-2), batch_size=RLParameter(min=4, max=32, dtype=int)
+    )
+    mutations = Mutations(
+        no_mutation=0.1, architecture=0.4, new_layer_prob=0.3, parameters=0.2, activation=0.1, rl_hp=0.2, rand_seed=0
+    )
     memory = filled_memory(agent)
     pop = [agent]
     for i in range(200):
@@ -202,9 +222,23 @@ def test_mutation_labels_and_elite_protection():
 
 
 def test_create_population_reads_the_guides_init_hp():
-    init_hp = {"BATCH_SIZE": 32, "O_U_NOISE": True, "EXPL_NOISE": 0.1, "MEAN_NOISE": 0.0, "THETA": 0.15, "DT": 0.01,
-               "LR_ACTOR": 0.001, "LR_CRITIC": 0.002, "GAMMA": 0.95, "MEMORY_SIZE": 100000, "LEARN_STEP": 100,
-               "TAU": 0.01, "POLICY_FREQ": 2, "POP_SIZE": 4, "AGENT_IDS": AGENTS}
+    init_hp = {
+        "BATCH_SIZE": 32,
+        "O_U_NOISE": True,
+        "EXPL_NOISE": 0.1,
+        "MEAN_NOISE": 0.0,
+        "THETA": 0.15,
+        "DT": 0.01,
+        "LR_ACTOR": 0.001,
+        "LR_CRITIC": 0.002,
+        "GAMMA": 0.95,
+        "MEMORY_SIZE": 100000,
+        "LEARN_STEP": 100,
+        "TAU": 0.01,
+        "POLICY_FREQ": 2,
+        "POP_SIZE": 4,
+        "AGENT_IDS": AGENTS,
+    }
     pop = create_population("MATD3", OBS, ACT_BOX, NET, init_hp, population_size=4, num_envs=8, seed=1)
     assert [a.index for a in pop] == [0, 1, 2, 3]
     assert pop[0].lr_critic == 0.002 and pop[0].policy_freq == 2 and pop[0].noises["speaker_0"].num_envs == 8

@@ -21,9 +21,22 @@ NET_CONFIG = {
     "speaker_0": {"encoder_config": {"hidden_size": [16], "activation": "ReLU"}, "head_config": {"hidden_size": [16]}},
     "listener_0": {"encoder_config": {"hidden_size": [16], "activation": "ReLU"}, "head_config": {"hidden_size": [16]}},
 }
-INIT_HP = {"BATCH_SIZE": 16, "O_U_NOISE": True, "EXPL_NOISE": 0.1, "MEAN_NOISE": 0.0, "THETA": 0.15, "DT": 0.01,
-           "LR_ACTOR": 0.001, "LR_CRITIC": 0.001, "GAMMA": 0.95, "MEMORY_SIZE": 5000, "LEARN_STEP": 4, "TAU": 0.01,
-           "POLICY_FREQ": 2, "POP_SIZE": 3}
+INIT_HP = {
+    "BATCH_SIZE": 16,
+    "O_U_NOISE": True,
+    "EXPL_NOISE": 0.1,
+    "MEAN_NOISE": 0.0,
+    "THETA": 0.15,
+    "DT": 0.01,
+    "LR_ACTOR": 0.001,
+    "LR_CRITIC": 0.001,
+    "GAMMA": 0.95,
+    "MEMORY_SIZE": 5000,
+    "LEARN_STEP": 4,
+    "TAU": 0.01,
+    "POLICY_FREQ": 2,
+    "POP_SIZE": 3,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -39,17 +52,36 @@ def run(tmp_path, seed=0, algo="MATD3", max_steps=1800, target=None, num_envs=2,
     env.reset(seed=seed)
     agents = env.agents
     init_hp = {**INIT_HP, "AGENT_IDS": agents}
-    pop = create_population(algo, [env.single_observation_space(a) for a in agents],
-                            [env.single_action_space(a) for a in agents], NET_CONFIG, init_hp,
-                            population_size=3, num_envs=num_envs, seed=seed)
+    pop = create_population(
+        algo,
+        [env.single_observation_space(a) for a in agents],
+        [env.single_action_space(a) for a in agents],
+        NET_CONFIG,
+        init_hp,
+        population_size=3,
+        num_envs=num_envs,
+        seed=seed,
+    )
     memory = MultiAgentReplayBuffer(5000, ["state", "action", "reward", "next_state", "done"], agents, seed=seed)
     tournament = TournamentSelection(2, True, 3, 1, rand_seed=seed)
     mutations = Mutations(0.4, 0.2, 0.2, 0.2, 0.0, 0.0, rand_seed=seed)
     kwargs = {"evo_steps": 200, "learning_delay": 50, "verbose": False, **kwargs}
     pop, fitnesses = train_multi_agent_off_policy(
-        env, "simple_speaker_listener_v4", algo, pop, memory, INIT_HP=init_hp, net_config=NET_CONFIG,
-        max_steps=max_steps, eval_steps=25, target=target, tournament=tournament, mutation=mutations, seed=seed,
-        run_dir=tmp_path / name, **kwargs,
+        env,
+        "simple_speaker_listener_v4",
+        algo,
+        pop,
+        memory,
+        INIT_HP=init_hp,
+        net_config=NET_CONFIG,
+        max_steps=max_steps,
+        eval_steps=25,
+        target=target,
+        tournament=tournament,
+        mutation=mutations,
+        seed=seed,
+        run_dir=tmp_path / name,
+        **kwargs,
     )
     env.close()
     return pop, fitnesses
@@ -95,8 +127,17 @@ def test_resume_continues_the_run(tmp_path):
     env = SyncPettingZooVecEnv([lambda: simple_speaker_listener_v4.parallel_env(continuous_actions=True)] * 2)
     memory = MultiAgentReplayBuffer(5000, ["state", "action", "reward", "next_state", "done"], env.agents)
     pop, fitnesses = train_multi_agent_off_policy(
-        env, "simple_speaker_listener_v4", "MATD3", pop, memory, max_steps=1800, evo_steps=200, eval_steps=25,
-        tournament=TournamentSelection(2, True, 3, 1, rand_seed=0), mutation=None, verbose=False,
+        env,
+        "simple_speaker_listener_v4",
+        "MATD3",
+        pop,
+        memory,
+        max_steps=1800,
+        evo_steps=200,
+        eval_steps=25,
+        tournament=TournamentSelection(2, True, 3, 1, rand_seed=0),
+        mutation=None,
+        verbose=False,
         run_dir=tmp_path / "resumable",
     )
     env.close()
