@@ -33,7 +33,6 @@ same seeds and actions, with these conventions (also in ARCHITECTURE.md):
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import pickle
 import signal
 import time
@@ -47,7 +46,17 @@ from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 
 from marlkit.envs.shared_memory import BufferLayout, placeholder
-from marlkit.envs.worker import STEP_MESSAGE, EnvGroup, EnvSpec, InfoPayload, Readable, worker_main
+from marlkit.envs.worker import (
+    STEP_MESSAGE,
+    EnvGroup,
+    EnvSpec,
+    InfoPayload,
+    Readable,
+    default_start_method,
+    shutdown_workers,
+    split_rows,
+    worker_main,
+)
 
 EnvFn = Callable[[], Any]  # () -> pettingzoo.ParallelEnv
 
@@ -278,9 +287,7 @@ def batch_infos(entries: Sequence[tuple[int, dict]], num_envs: int) -> dict[str,
 def _stack(values: list[tuple[int, Any]], num_envs: int) -> np.ndarray:
     numeric = (bool, int, float, np.bool_, np.number, np.ndarray)
     arrays = [np.asarray(value) for _, value in values if isinstance(value, numeric)]
-    if len(arrays) == len(values) and all(
-        a.dtype.kind in "biuf" and a.shape == arrays[0].shape for a in arrays
-    ):
+    if len(arrays) == len(values) and all(a.dtype.kind in "biuf" and a.shape == arrays[0].shape for a in arrays):
         stacked = np.zeros((num_envs, *arrays[0].shape), dtype=np.result_type(*arrays))
         for (row, _), array in zip(values, arrays):
             stacked[row] = array
@@ -299,9 +306,9 @@ class SyncPettingZooVecEnv(_PettingZooVecEnv):
     """
 
     def __init__(self, env_fns: Sequence[EnvFn]):
-        if len(env_fns) == 0:
-            raise ValueError("env_fns is empty: pass one env factory per sub-env")
         envs = [env_fn() for env_fn in env_fns]
+        if not envs:
+            raise ValueError("env_fns is empty: pass one env factory per sub-env")
         spec = EnvSpec.from_env(envs[0])
         super().__init__(len(envs), spec, shared_memory=False)
         self._group = EnvGroup(envs, 0, self._buffers, spec)
@@ -322,40 +329,6 @@ class SyncPettingZooVecEnv(_PettingZooVecEnv):
             self._group.close()
 
 
-def available_cpus() -> int:
-    """CPUs this process may run on (respects taskset/cgroup affinity where the OS reports it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-def default_start_method() -> str:
-    """'forkserver' where the OS has it (Linux, macOS), else 'spawn' (Windows). See AsyncPettingZooVecEnv."""
-    return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-
-
-def split_rows(num_envs: int, num_workers: int | None = None, envs_per_worker: int | None = None) -> list[range]:
-    """Contiguous sub-env rows per worker, as even as possible. Default: one worker per available CPU."""
-    if envs_per_worker is not None:
-        if envs_per_worker < 1:
-            raise ValueError(f"envs_per_worker must be >= 1, got {envs_per_worker}")
-        needed = -(-num_envs // envs_per_worker)
-        if num_workers is not None and num_workers != needed:
-            raise ValueError(
-                f"num_workers={num_workers} and envs_per_worker={envs_per_worker} disagree for "
-                f"{num_envs} sub-envs; pass only one of them"
-            )
-        num_workers = needed
-    if num_workers is None:
-        num_workers = available_cpus()
-    if num_workers < 1:
-        raise ValueError(f"num_workers must be >= 1, got {num_workers}")
-    num_workers = min(num_workers, num_envs)
-    bounds = np.linspace(0, num_envs, num_workers + 1).round().astype(int)
-    return [range(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
-
-
 class AsyncPettingZooVecEnv(_PettingZooVecEnv):
     """Vector env whose sub-envs run in worker processes; same semantics as ``SyncPettingZooVecEnv``.
 
@@ -365,6 +338,9 @@ class AsyncPettingZooVecEnv(_PettingZooVecEnv):
         dwarfed by inter-process messaging.
     timeout: seconds to wait for a worker's answer before raising ``WorkerError`` (None: wait forever; a
         worker that dies is reported at once either way).
+    spin: seconds that the parent (for answers) and the workers (for the next command) busy-wait before
+        sleeping, which saves the tens of microseconds a wake-up costs on every step of a cheap env; it
+        switches itself off while the other side is slow (see ``marlkit.envs.worker.Readable``). 0 disables.
     context: multiprocessing start method, default ``default_start_method()``.
 
     Each step the parent writes the actions into shared memory, sends each worker a tiny "step" message,
@@ -381,10 +357,11 @@ class AsyncPettingZooVecEnv(_PettingZooVecEnv):
         num_workers: int | None = None,
         envs_per_worker: int | None = None,
         timeout: float | None = 60.0,
-        spin: float = 0.0,
+        spin: float = 1e-3,
         context: str | None = None,
     ):
-        if len(env_fns) == 0:
+        env_fns = list(env_fns)
+        if not env_fns:
             raise ValueError("env_fns is empty: pass one env factory per sub-env")
         # Agents and spaces come from one throwaway instance, because the shared memory they size must
         # exist before the workers start (it is handed to them at start-up).
@@ -410,37 +387,38 @@ class AsyncPettingZooVecEnv(_PettingZooVecEnv):
             ctx.set_forkserver_preload(["marlkit.envs.worker"])  # only takes effect before the server starts
 
         self._processes: list[Any] = []
-        self._conns: list[Any] = []
+        self._pipes: list[tuple[Any, Any]] = []  # per worker: (commands to it, its answers)
         self._readable: list[Readable] = []
         self._pending: set[int] = set()  # workers whose answer to the last command is not read yet
         self._broken: str | None = None  # why the env can no longer be used (a worker died or hung)
         # Registered before any worker starts, so that even a failed construction cleans up; it must not
         # reference self, or garbage collection could never run it.
-        self._finalizer = weakref.finalize(self, _shutdown, self._processes, self._conns)
+        self._finalizer = weakref.finalize(self, shutdown_workers, self._processes, self._pipes)
         try:
             for k, rows in enumerate(self.worker_rows):
                 payload = cloudpickle.dumps((list(env_fns[rows.start : rows.stop]), rows.start, self._layout, spec))
-                parent_conn, child_conn = ctx.Pipe()
+                # Two one-way pipes rather than one two-way Pipe(), which is a socket pair: a message through
+                # a pipe costs about half as much here, and messages are on the critical path of every step.
+                command_reader, command_writer = ctx.Pipe(duplex=False)
+                answer_reader, answer_writer = ctx.Pipe(duplex=False)
                 process = ctx.Process(
                     target=worker_main,
-                    args=(payload, self._memory, child_conn, spin),
+                    args=(payload, self._memory, command_reader, answer_writer, spin),
                     name=f"marlkit-vec-worker-{k}",
                     daemon=True,
                 )
                 process.start()
-                child_conn.close()  # the worker holds the only other end: its death gives us EOF
+                command_reader.close()  # now only the worker holds these ends: its death gives us EOF
+                answer_writer.close()
                 self._processes.append(process)
-                self._conns.append(parent_conn)
-                self._readable.append(Readable(parent_conn))
+                self._pipes.append((command_writer, answer_reader))
+                self._readable.append(Readable(answer_reader, spin))
                 self._pending.add(k)
+            self.worker_pids = [process.pid for process in self._processes]
             self._receive_all("start")
         except BaseException:
             self.close()
             raise
-
-    @property
-    def worker_pids(self) -> list[int]:
-        return [process.pid for process in self._processes]
 
     def _reset(self, seeds: list[int | None], options: dict | None) -> list[InfoPayload]:
         return self._call("reset", [(seeds[rows.start : rows.stop], options) for rows in self.worker_rows])
@@ -463,7 +441,7 @@ class AsyncPettingZooVecEnv(_PettingZooVecEnv):
         for i, k in enumerate(workers):
             message = STEP_MESSAGE if args is None else pickle.dumps((command, args[i]), pickle.HIGHEST_PROTOCOL)
             try:
-                self._conns[k].send_bytes(message)
+                self._pipes[k][0].send_bytes(message)
             except OSError:  # BrokenPipeError: the worker is gone
                 self._worker_died(k, command)
             self._pending.add(k)
@@ -475,11 +453,11 @@ class AsyncPettingZooVecEnv(_PettingZooVecEnv):
         results, errors = [], []
         for k in sorted(self._pending):
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not self._readable[k](remaining, self.spin):
+            if not self._readable[k](remaining):
                 self._broken = f"worker {k} ({self._describe(k)}) did not answer {command!r} within {self.timeout} s"
                 raise WorkerError(f"{self._broken}; call close() to stop the workers")
             try:
-                status, result = self._conns[k].recv()
+                status, result = self._pipes[k][1].recv()
             except (EOFError, OSError):
                 self._worker_died(k, command)
             self._pending.discard(k)
@@ -511,44 +489,21 @@ class AsyncPettingZooVecEnv(_PettingZooVecEnv):
 
     def _describe(self, k: int) -> str:
         rows = self.worker_rows[k]
-        return f"pid {self._processes[k].pid}, sub-envs {rows.start}..{rows.stop - 1}"
+        return f"pid {self.worker_pids[k]}, sub-envs {rows.start}..{rows.stop - 1}"
 
     def close(self) -> None:
         """Stop the workers (they close their sub-envs) and free the shared memory; idempotent."""
         if self.closed:
             return
         self.closed = True
-        self._finalizer()  # runs _shutdown once, whoever calls first (close, gc or interpreter exit)
-        self._buffers = None
-        self._memory = None
+        self._finalizer()  # runs shutdown_workers once, whoever calls first (close, gc or interpreter exit)
+        self._buffers = self._memory = None  # the last references to the shared block: it is freed now
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(num_envs={self.num_envs}, num_workers={self.num_workers}, "
             f"agents={list(self._agents)})"
         )
-
-
-def _shutdown(processes: list, conns: list) -> None:
-    """Ask workers to exit; terminate (then kill) those that do not within a couple of seconds."""
-    for conn in conns:
-        try:
-            conn.send_bytes(pickle.dumps(("close", ())))
-        except OSError:
-            pass  # that worker is already gone
-    deadline = time.monotonic() + 2.0
-    for process in processes:
-        process.join(timeout=max(0.0, deadline - time.monotonic()))
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-            process.join(timeout=1.0)
-        if process.is_alive():
-            process.kill()
-            process.join()
-        process.close()
-    for conn in conns:
-        conn.close()
 
 
 def make_multi_agent_vect_envs(env_fn: Callable[..., Any], num_envs: int = 1, **env_kwargs) -> AsyncPettingZooVecEnv:

@@ -9,6 +9,7 @@ identical transitions by construction.
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
 import os
 import pickle
 import select
@@ -40,43 +41,45 @@ _OK_NOTHING = pickle.dumps(("ok", None), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class Readable:
-    """``Readable(conn)(timeout, spin)``: wait up to ``timeout`` seconds (None: forever) for data on ``conn``.
+    """``Readable(conn, spin)(timeout)``: wait up to ``timeout`` seconds (None: forever) for data on ``conn``.
 
-    Like ``conn.poll(timeout)``, plus an optional busy-wait of up to ``spin`` seconds before sleeping. Why
-    spin: waking a sleeping process, and the idle CPU under it, takes tens of microseconds (far more in a
-    VM), which is a large share of a cheap env's step; while spinning we yield the CPU at every check, so a
-    runnable process that needs it still gets it. Also, a ``select.poll`` object registered once is cheaper
-    than ``conn.poll``, which builds a selector per call (Windows has no ``select.poll``: ``conn.poll`` there).
+    Like ``conn.poll(timeout)``, but it first busy-waits up to ``spin`` seconds. Why: waking a sleeping
+    process, and the idle CPU under it, costs tens of microseconds (more in a VM) on each side of every
+    step, a large share of a cheap env's step. The spin adapts: after a wait longer than ``spin`` (the
+    other side is busy, e.g. learning) it sleeps straight away until waits are short again, so little CPU
+    is burnt; and it yields the CPU at every check, so a process that needs the CPU still gets it.
+    ``select.poll`` registered once is also cheaper than ``conn.poll``, which builds a selector per call.
     """
 
-    def __init__(self, conn: Any):
+    def __init__(self, conn: Any, spin: float = 0.0):
         self.conn = conn
+        self.spin = spin if hasattr(select, "poll") else 0.0  # (Windows has no select.poll)
+        self.spinning = self.spin > 0
         self.poller = None
         if hasattr(select, "poll"):
             self.poller = select.poll()
             self.poller.register(conn.fileno(), select.POLLIN)
 
-    def __call__(self, timeout: float | None, spin: float = 0.0) -> bool:
+    def __call__(self, timeout: float | None) -> bool:
         if self.poller is None:
             return self.conn.poll(timeout)
-        if spin > 0:
-            end = time.perf_counter() + spin
-            while not self.poller.poll(0):
-                if time.perf_counter() >= end:
-                    break
+        start = time.perf_counter()
+        if self.spinning:
+            while time.perf_counter() - start < self.spin:
+                if self.poller.poll(0):
+                    return True
                 os.sched_yield()
-            else:
-                return True
-            timeout = None if timeout is None else max(0.0, timeout - spin)
-        return bool(self.poller.poll(None if timeout is None else math.ceil(timeout * 1000)))
+            timeout = None if timeout is None else max(0.0, timeout - self.spin)
+        ready = bool(self.poller.poll(None if timeout is None else math.ceil(timeout * 1000)))
+        self.spinning = self.spin > 0 and ready and time.perf_counter() - start <= self.spin
+        return ready
 
 
-def send_message(conn: Any, status: str, result: Any) -> None:
-    """Send ``(status, result)``; ``conn.recv()`` on the other end unpickles it."""
+def encode(status: str, result: Any) -> bytes:
+    """The message ``(status, result)``, for ``conn.send_bytes``; ``conn.recv()`` unpickles it."""
     if status == "ok" and result is None:
-        conn.send_bytes(_OK_NOTHING)
-    else:
-        conn.send_bytes(pickle.dumps((status, result), protocol=pickle.HIGHEST_PROTOCOL))
+        return _OK_NOTHING
+    return pickle.dumps((status, result), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 @dataclass(frozen=True)
@@ -198,13 +201,13 @@ class EnvGroup:
         return [(row, agent, info) for agent, info in env_infos.items() if info and agent in self.agents]
 
 
-def worker_main(payload: bytes, memory: Any, conn: Any, spin: float) -> None:
+def worker_main(payload: bytes, memory: Any, commands: Any, answers: Any, spin: float) -> None:
     """Body of one worker process of ``AsyncPettingZooVecEnv``.
 
     payload: the cloudpickled ``(env_fns, first_row, layout, spec)``; memory: the shared block ``layout``
     describes; spin: seconds to busy-wait for the next command before sleeping (see ``Readable``).
-    Protocol on ``conn``: receive ``(command, args)``, answer ``("ok", result)`` or ``("error", traceback)``;
-    the first answer, ``("ok", None)``, says the sub-envs are built.
+    Protocol: receive ``(command, args)`` on ``commands``, answer ``("ok", result)`` or ``("error", traceback)``
+    on ``answers``; the first answer, ``("ok", None)``, says the sub-envs are built.
     """
     # Ctrl+C (and a notebook's "interrupt kernel") is for the parent to handle; the parent then closes us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -216,28 +219,27 @@ def worker_main(payload: bytes, memory: Any, conn: Any, spin: float) -> None:
             envs = [env_fn() for env_fn in env_fns]
             group = EnvGroup(envs, first_row, layout.views(memory), spec)
         except Exception:
-            send_message(conn, "error", traceback.format_exc())
+            answers.send_bytes(encode("error", traceback.format_exc()))
             return
-        send_message(conn, "ok", None)
+        answers.send_bytes(encode("ok", None))
 
-        commands: dict[str, Callable] = {"reset": group.reset, "step": group.step, "render": group.render}
-        readable = Readable(conn)
+        handlers: dict[str, Callable] = {"reset": group.reset, "step": group.step, "render": group.render}
+        readable = Readable(commands, spin)
         while True:
             # Poll with a timeout rather than block, so that a worker whose parent died (killed kernel,
             # SIGKILL) notices it was re-parented and exits instead of lingering as an orphan.
-            if not readable(PARENT_CHECK_INTERVAL, spin):
+            if not readable(PARENT_CHECK_INTERVAL):
                 if os.getppid() != parent_pid:
                     return
                 continue
-            command, args = conn.recv()
+            command, args = commands.recv()
             if command == "close":
                 return
             try:
-                result = commands[command](*args)
+                message = encode("ok", handlers[command](*args))  # (pickling an info value may fail too)
             except Exception:
-                send_message(conn, "error", traceback.format_exc())
-            else:
-                send_message(conn, "ok", result)
+                message = encode("error", traceback.format_exc())
+            answers.send_bytes(message)
     except (EOFError, OSError):
         return  # the parent closed its end of the pipe or died: nobody is left to answer
     finally:
@@ -246,5 +248,64 @@ def worker_main(payload: bytes, memory: Any, conn: Any, spin: float) -> None:
                 group.close()
             except Exception:
                 pass  # best effort: the worker is exiting either way
-        conn.close()
+        commands.close()
+        answers.close()
 
+
+def available_cpus() -> int:
+    """CPUs this process may run on (respects taskset/cgroup affinity where the OS reports it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def default_start_method() -> str:
+    """'forkserver' where the OS has it (Linux, macOS), else 'spawn' (Windows). See AsyncPettingZooVecEnv."""
+    return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+
+
+def split_rows(num_envs: int, num_workers: int | None = None, envs_per_worker: int | None = None) -> list[range]:
+    """Contiguous sub-env rows per worker, as even as possible. Default: one worker per available CPU."""
+    if envs_per_worker is not None:
+        if envs_per_worker < 1:
+            raise ValueError(f"envs_per_worker must be >= 1, got {envs_per_worker}")
+        needed = -(-num_envs // envs_per_worker)
+        if num_workers is not None and num_workers != needed:
+            raise ValueError(
+                f"num_workers={num_workers} and envs_per_worker={envs_per_worker} disagree for "
+                f"{num_envs} sub-envs; pass only one of them"
+            )
+        num_workers = needed
+    if num_workers is None:
+        num_workers = available_cpus()
+    if num_workers < 1:
+        raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+    num_workers = min(num_workers, num_envs)
+    bounds = np.linspace(0, num_envs, num_workers + 1).round().astype(int)
+    return [range(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
+
+
+def shutdown_workers(processes: list, pipes: list) -> None:
+    """Ask workers to exit; terminate (then kill) those that do not within a couple of seconds."""
+    for commands, _ in pipes:
+        try:
+            commands.send_bytes(pickle.dumps(("close", ())))
+        except OSError:
+            pass  # that worker is already gone
+    deadline = time.monotonic() + 2.0
+    for process in processes:
+        process.join(timeout=max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+            process.join(timeout=1.0)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        process.close()
+    for commands, answers in pipes:
+        commands.close()
+        answers.close()
+    processes.clear()  # nothing may use them again
+    pipes.clear()
