@@ -421,7 +421,10 @@ def test_killed_worker_raises_within_timeout():
 
 def test_hung_worker_times_out():
     env = AsyncPettingZooVecEnv([lambda: SlowEnv(delay=1.0)], timeout=0.2)
+    assert env.timeout == 0.2  # (start-up got longer: on a loaded machine it can take more than 0.2 s)
+    env.timeout = 10.0
     env.reset(seed=0)
+    env.timeout = 0.2
     start = time.monotonic()
     with pytest.raises(WorkerError, match=r"did not answer 'step' within 0.2 s"):
         env.step({agent: np.zeros((1, 2)) for agent in env.agents})
@@ -432,14 +435,14 @@ def test_hung_worker_times_out():
 
 
 def test_interrupted_step_is_recovered_by_reset():
-    with AsyncPettingZooVecEnv([lambda: SlowEnv(delay=0.3)] * 2, num_workers=2) as env:
+    with AsyncPettingZooVecEnv([lambda: SlowEnv(delay=0.8)] * 2, num_workers=2) as env:
         env.reset(seed=0)
         actions = {agent: np.zeros((2, 2)) for agent in env.agents}
         for pid in env.worker_pids:  # workers ignore Ctrl+C: interrupting is the parent's business
             os.kill(pid, signal.SIGINT)
-        timer = threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT))
-        timer.start()
+        timer = threading.Timer(0.25, os.kill, (os.getpid(), signal.SIGINT))
         with pytest.raises(KeyboardInterrupt):
+            timer.start()  # Ctrl+C while the workers are still stepping (each step sleeps 0.8 s)
             env.step(actions)
         timer.join()
         with pytest.raises(RuntimeError, match=r"reset\(\)"):

@@ -37,6 +37,7 @@ import pickle
 import signal
 import time
 import weakref
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
@@ -60,16 +61,18 @@ from marlkit.envs.worker import (
 
 EnvFn = Callable[[], Any]  # () -> pettingzoo.ParallelEnv
 
+STARTUP_TIMEOUT = 120.0  # seconds: the least a worker is given to build its sub-envs
+
 
 class WorkerError(RuntimeError):
     """A worker process of ``AsyncPettingZooVecEnv`` raised an exception, died, or stopped answering."""
 
 
-class _PettingZooVecEnv:
+class _PettingZooVecEnv(ABC):
     """What the sync and async vector envs share: spaces, action checks, and turning buffers into outputs.
 
-    Subclasses own the sub-envs and implement ``_reset``, ``_step``, ``_render`` and ``close``; both write
-    into ``self._buffers`` (see ``marlkit.envs.shared_memory.Buffers``).
+    Subclasses own the sub-envs and implement the four abstract methods; their sub-envs write into
+    ``self._buffers`` (see ``marlkit.envs.shared_memory.Buffers``).
     """
 
     def __init__(self, num_envs: int, spec: EnvSpec, shared_memory: bool):
@@ -177,8 +180,8 @@ class _PettingZooVecEnv:
     def _write_actions(self, actions: Mapping[str, Any]) -> None:
         if not isinstance(actions, Mapping):
             raise TypeError(f"actions must be a dict {{agent: array}}, got {type(actions).__name__}")
-        if len(actions) > len(self._agents) or any(agent not in self._buffers.actions for agent in actions):
-            unknown = [agent for agent in actions if agent not in self._buffers.actions]
+        unknown = [agent for agent in actions if agent not in self._buffers.actions]
+        if unknown:
             raise ValueError(f"actions for unknown agent(s) {unknown}; this env's agents are {list(self._agents)}")
         for j, agent in enumerate(self._agents):
             target = self._buffers.actions[agent]
@@ -239,9 +242,6 @@ class _PettingZooVecEnv:
             raise RuntimeError(f"{type(self).__name__} is closed")
 
     # ----- lifetime -----------------------------------------------------------------------------------------
-    def close(self) -> None:
-        raise NotImplementedError
-
     def __enter__(self):
         return self
 
@@ -251,14 +251,22 @@ class _PettingZooVecEnv:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(num_envs={self.num_envs}, agents={list(self._agents)})"
 
+    # ----- what a subclass provides -------------------------------------------------------------------------
+    @abstractmethod
     def _reset(self, seeds: list[int | None], options: dict | None) -> list[InfoPayload]:
-        raise NotImplementedError
+        """Reset sub-env ``i`` with ``seeds[i]``; results go to the buffers, infos are returned."""
 
+    @abstractmethod
     def _step(self) -> list[InfoPayload]:
-        raise NotImplementedError
+        """Step every sub-env with the actions in the buffers; results go to the buffers, infos are returned."""
 
+    @abstractmethod
     def _render(self) -> Any:
-        raise NotImplementedError
+        """Sub-env 0's ``render()``."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the sub-envs (and workers); calling it again does nothing."""
 
 
 def batch_infos(entries: Sequence[tuple[int, dict]], num_envs: int) -> dict[str, Any]:
@@ -337,7 +345,8 @@ class AsyncPettingZooVecEnv(_PettingZooVecEnv):
         available CPU, each stepping a contiguous block of sub-envs, so that a cheap env's step is not
         dwarfed by inter-process messaging.
     timeout: seconds to wait for a worker's answer before raising ``WorkerError`` (None: wait forever; a
-        worker that dies is reported at once either way).
+        worker that dies is reported at once either way). Building the sub-envs at start-up may take longer
+        (imports, ROMs): it gets at least ``STARTUP_TIMEOUT`` seconds. The attribute can be changed later.
     spin: seconds that the parent (for answers) and the workers (for the next command) busy-wait before
         sleeping, which saves the tens of microseconds a wake-up costs on every step of a cheap env; it
         switches itself off while the other side is slow (see ``marlkit.envs.worker.Readable``). 0 disables.
@@ -415,7 +424,7 @@ class AsyncPettingZooVecEnv(_PettingZooVecEnv):
                 self._readable.append(Readable(answer_reader, spin))
                 self._pending.add(k)
             self.worker_pids = [process.pid for process in self._processes]
-            self._receive_all("start")
+            self._receive_all("start", None if timeout is None else max(timeout, STARTUP_TIMEOUT))
         except BaseException:
             self.close()
             raise
@@ -436,7 +445,7 @@ class AsyncPettingZooVecEnv(_PettingZooVecEnv):
         if self._pending:
             # A previous call was interrupted (Ctrl+C) after sending: read and drop its answers first, so
             # that every answer we read below belongs to this command.
-            self._receive_all("an interrupted command", raise_errors=False)
+            self._receive_all("an interrupted command", self.timeout, raise_errors=False)
         workers = range(self.num_workers) if workers is None else workers
         for i, k in enumerate(workers):
             message = STEP_MESSAGE if args is None else pickle.dumps((command, args[i]), pickle.HIGHEST_PROTOCOL)
@@ -445,16 +454,16 @@ class AsyncPettingZooVecEnv(_PettingZooVecEnv):
             except OSError:  # BrokenPipeError: the worker is gone
                 self._worker_died(k, command)
             self._pending.add(k)
-        return self._receive_all(command)
+        return self._receive_all(command, self.timeout)
 
-    def _receive_all(self, command: str, raise_errors: bool = True) -> list[Any]:
+    def _receive_all(self, command: str, timeout: float | None, raise_errors: bool = True) -> list[Any]:
         """Read the answer of every pending worker; then raise the workers' errors, if any."""
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         results, errors = [], []
         for k in sorted(self._pending):
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not self._readable[k](remaining):
-                self._broken = f"worker {k} ({self._describe(k)}) did not answer {command!r} within {self.timeout} s"
+                self._broken = f"worker {k} ({self._describe(k)}) did not answer {command!r} within {timeout} s"
                 raise WorkerError(f"{self._broken}; call close() to stop the workers")
             try:
                 status, result = self._pipes[k][1].recv()
