@@ -7,7 +7,8 @@ Then run them in full mode and store the outputs with ``notebooks/_execute.py`` 
 chapter trains for about 25 minutes in one cell, longer than ``_execute.py``'s default cell timeout)::
 
     .venv/bin/python -c "import sys; sys.path.insert(0, 'notebooks'); from pathlib import Path; \\
-        from _execute import execute; print(execute(Path('notebooks/09_space_invaders_maddpg.ipynb').resolve(), timeout=3600))"
+        from _execute import execute; \\
+        print(execute(Path('notebooks/09_space_invaders_maddpg.ipynb').resolve(), timeout=3600))"
 
 The prose quotes numbers of the stored full runs (env steps, wall time, evaluation results). Those are
 known only after the runs, so ``--markdown-only`` replaces the markdown cells of an executed notebook
@@ -152,8 +153,8 @@ if QUICK:
     TRAIN.update(QUICK_TRAIN)
 print("TRAIN =", pformat(TRAIN, sort_dicts=False))
 generation_steps = INIT_HP["POP_SIZE"] * TRAIN["evo_steps"]
-print(f"one generation = {INIT_HP['POP_SIZE']} members x {TRAIN['evo_steps']:,} env steps = {generation_steps:,} env steps;"
-      f" at most {TRAIN['max_steps'] // generation_steps} generations")
+print(f"one generation = {INIT_HP['POP_SIZE']} members x {TRAIN['evo_steps']:,} env steps"
+      f" = {generation_steps:,} env steps; at most {TRAIN['max_steps'] // generation_steps} generations")
 ''', tags=IGNORE),
     md(r"""
 `max_steps` counts the environment steps of the *whole population*: 200,000 steps are five
@@ -169,7 +170,8 @@ hp_config = HyperparameterConfig(
     learn_step=RLParameter(min=4, max=64, dtype=int, grow_factor=1.5, shrink_factor=0.75),
 )
 print("the preset's hp_config:", preset["hp_config"])
-print("same bounds as the preset:", hp_config.to_dict() == HyperparameterConfig.from_dict(preset["hp_config"]).to_dict())
+print("same bounds as the preset:",
+      hp_config.to_dict() == HyperparameterConfig.from_dict(preset["hp_config"]).to_dict())
 '''),
     md(r"""
 ## 8.2 Environment, population, memory, tournament, mutations
@@ -287,10 +289,12 @@ print(f"{total_steps:,} env steps in {len(record)} generations, {wall_time / 60:
 print("files in the run directory:", sorted(p.name for p in run_dir.iterdir()))
 ''', tags=IGNORE),
     md(r"""
-**The stored full run** took 200,000 environment steps in 5 generations and 9.2 minutes of wall time
-(364 env steps/s, learning and evaluation included) on a 2-core CPU shared with other jobs. The run record
-(`generations.jsonl`, one JSON line per generation, and `run.json`, the settings) is what every plot
-below is drawn from; it is also all you need to plot a run that is still going or that crashed.
+**The stored full run** took 200,000 environment steps in 5 generations and 5.1 minutes of wall time
+(652 env steps/s, learning and evaluation included) on a 2-core CPU. The run is seeded and
+reproducible: an earlier run of this notebook, while other jobs shared the CPU, gave exactly the same
+fitness values in 9.2 minutes. The run record (`generations.jsonl`, one JSON line per generation, and
+`run.json`, the settings) is what every plot below is drawn from; it is also all you need to plot a
+run that is still going or that crashed.
 
 Did it reach the target? The rule that stops training early is strict: **every** member's mean over its
 last 3 evaluations must be at least -30. We check it ourselves rather than trust the loop's exit:
@@ -373,7 +377,8 @@ print("networks:", sorted(checkpoint["networks"]))
 print("each network entry:", sorted(checkpoint["networks"]["actors/speaker_0"]))
 '''),
     code(r'''
-print("hyperparameters:", {k: round(v, 5) if isinstance(v, float) else v for k, v in checkpoint["hyperparameters"].items()})
+print("hyperparameters:",
+      {k: round(v, 5) if isinstance(v, float) else v for k, v in checkpoint["hyperparameters"].items()})
 print("lineage (generation, parent index):", checkpoint["bookkeeping"]["lineage"])
 print(f"file size: {(run_dir / 'elite.pt').stat().st_size / 1024:.0f} KiB")
 ''', tags=IGNORE),
@@ -452,8 +457,8 @@ print("both agents always receive the same reward:",
 ''', tags=IGNORE),
     md(r"""
 The honest result: **after 200,000 steps the elite is no better than standing still**, -62.2 against
--62.1 on the same 20 episodes. Both beat the random policy (-74.4) only because random pushes carry
-the listener away from the landmarks as often as towards them. The elite's best training evaluation
+-62.1 on the same 20 episodes. Both beat the random policy (-74.4), but only because random pushes
+carry the listener away from the landmarks as often as towards them. The elite's best training evaluation
 (-47.4) was the luck of 8 episodes, picked out by selection. What does the elite actually do? Its
 actions in 4 fresh episodes (the listener's action is `[no-op, -x, +x, -y, +y]`; the environment
 pushes it by $(a_2 - a_1,\; a_4 - a_3)$):
@@ -574,8 +579,8 @@ Two players share one Atari Space Invaders screen, each steering its own cannon.
 so their networks start with convolutional encoders; the replay buffer holds images, so how it stores
 them decides whether the run fits in memory at all; and every learning step runs several CNNs forward and
 backward, so on a CPU the budget is tight. This chapter runs the `space-invaders` preset (MADDPG, a
-population of four) as far as 25 minutes of a 2-core CPU allow, then watches the trained agents play
-and measures them against a random policy.
+population of four) with a budget chosen to fit about 25 minutes of a 2-core CPU, then watches the
+trained agents play and measures them against a random policy.
 
 Be warned about the scale. DQN learned Atari games from 50 million frames; the full run of this chapter
 takes 50,000 agent steps (200,000 frames with frame skip 4), 250 times fewer, shared among four
@@ -774,12 +779,13 @@ for field, batch in zip(FIELDS, sized.sample(1)):
 print(f"\nmemory.nbytes = {sized.nbytes:,} bytes = {M:,} transitions x {per_transition:,} bytes:",
       sized.nbytes == M * per_transition)
 pixels = M * n_agents * 2 * frame_stack  # state and next_state, both agents, 1 byte per pixel
-print(f"observations as uint8:   {M:,} x {n_agents} agents x 2 (state, next_state) x {frame_stack:,} = {pixels / 1e9:.2f} GB")
+print(f"observations as uint8:   {M:,} x {n_agents} agents x 2 (state, next_state) x {frame_stack:,}"
+      f" = {pixels / 1e9:.2f} GB")
 print(f"observations as float32: 4 bytes per pixel = {4 * pixels / 1e9:.2f} GB")
 '''),
     md(r"""
-The preset's 50,000 transitions take 5.6 GB as `uint8`; as `float32` they would take 22.6 GB, all the
-memory of the machine this book was built on. The arrays are made with `np.empty`, which only reserves
+The preset's 50,000 transitions take 5.6 GB as `uint8`; as `float32` they would take 22.6 GB, about all
+the memory (23 GB) of the machine this book was built on. The arrays are made with `np.empty`, which only reserves
 address space: a page of memory is committed when it is first written, so the real cost grows with the
 transitions actually stored (the full run below fills the buffer exactly). Sampled batches stay
 `uint8` until the encoder divides by 255 inside the network.
@@ -855,7 +861,16 @@ print(f"{total_steps:,} env steps in {len(record)} generations, {wall_time / 60:
 print(f"replay buffer: {len(memory):,} transitions stored, {memory.nbytes / 1e9:.2f} GB reserved")
 ''', tags=IGNORE),
     md(r"""
-RESULTS_09_TRAIN
+**The stored full run**: 50,000 env steps in 5 generations and 32.5 minutes of wall time, 25.7 env
+steps/s with the evaluations included. That is slower than the trial's 42 steps/s because other jobs
+shared the two cores for most of the run; the budget was chosen for 25 minutes. The buffer holds all
+50,000 transitions, so the 5.6 GB of section 9.3 were really committed.
+
+The fitness values are small whole numbers, and many members share one (19). A fitness is the
+evaluation return with clipped rewards summed over both players, so roughly the number of invaders
+the two shot. It is a whole number because the emulator is deterministic: a greedy policy plays the
+*same* game in all 4 evaluation sub-environments, so each fitness is one game's score, and members
+whose policies act alike score alike.
 """),
     code(r'''
 plot_fitness(record)
@@ -864,7 +879,13 @@ plot_fitness(record)
 plot_hyperparameters(record, names=list(hp_config))
 '''),
     md(r"""
-RESULTS_09_CURVES
+Fitness does not trend upwards. The best member scores 27 in generation 0, 19 for the next three
+generations and 31 in the last; the mean moves between 12.8 and 19. With one deterministic game per
+evaluation and about 700 gradient steps per lineage, the curve shows selection among policies of
+nearly equal worth more than it shows learning. Evolution changed little: `lr_actor` never moved,
+`lr_critic` rose by 20% (then 44%) in some lineages, and the elite's lineage runs with `batch_size` 26
+instead of 32. The elite (agent 15) descends from member 3 of generation 0; its last change before
+training in generation 4 was a `params` mutation, Gaussian noise on its weights.
 """),
     md(r"""
 ## 9.6 Watching the trained agents
@@ -968,7 +989,21 @@ for name, (returns, lengths) in results.items():
 print(f"(mean ± standard deviation over episodes; game points, unclipped; {time.perf_counter() - start:.0f} s)")
 ''', tags=IGNORE),
     md(r"""
-RESULTS_09_EVAL
+What the elite learned is visible in the action counts of section 9.6: **each player always takes the
+same action**: `first_0` moves right and fires, `second_0` moves left and fires, whatever the
+screen shows. A policy that ignores its observation plays the same game from every start, so even with
+random no-op starts its 10 episodes are identical (standard deviation 0): the table has one episode of
+the elite, repeated, against 10 different episodes of the random policy.
+
+Measured on those games, the constant strategy is not useless. The elite's games last 733 agent steps
+against 417 ± 123 for random play, and the team scores 1,030 points against 857 (270 + 760 for the
+elite, 407.5 + 449.5 for random play), though `first_0` alone scores less than a random player.
+Moving to one side and firing nonstop is a crude strategy, and an untrained actor is already close to
+it: the greedy action of a freshly initialised MADDPG actor is the same for every screen (exercise 6
+checks this). So this run cannot tell how much of the elite's behaviour came from learning and how
+much from selecting the luckiest constant policy. That is the honest reading of 50,000 steps: the
+machinery works end to end (preprocessing, CNN encoders, `uint8` replay, evolution, checkpoints), and
+learning to *react* to the screen would take a budget hundreds of times larger, and so a GPU.
 """),
     md(r"""
 ## Summary
@@ -979,8 +1014,9 @@ RESULTS_09_EVAL
   encoder; MADDPG's centralised critic gets one encoder per agent.
 * A replay buffer of frames must stay `uint8`: 5.6 GB instead of 22.6 GB for this preset's 50,000
   transitions.
-* Measure throughput, then set the budget. On a 2-core CPU, 25 minutes buy 50,000 agent steps, far too
-  few for Atari; report what was measured, against a baseline, and say how small the run was.
+* Measure throughput, then set the budget. On a 2-core CPU, half an hour buys 50,000 agent steps, far
+  too few for Atari: the elite plays one fixed action per player. Report what was measured, against a
+  baseline, look at the behaviour, and say how small the run was.
 
 ## Exercises
 
@@ -997,6 +1033,12 @@ RESULTS_09_EVAL
 5. **On a GPU.** `create_population(..., device="cuda")` and `MultiAgentReplayBuffer(..., device="cuda")`
    move the networks and sampled batches to a GPU. Rerun 9.5 there with the preset's `evo_steps` and
    compare the throughput with the table of section 9.4.
+6. **Constant policies.** Create a fresh population with `create_population` (as in section 9.2), collect
+   50 different screens by playing randomly, and count the greedy actions each member's actors choose
+   on them (`agent.set_training_mode(False)`, then `np.bincount` of `agent.get_action(batch)[0][agent_id]`).
+   How many different actions does an untrained actor use? What does that mean for the fitness of
+   generation 0, and for exploration, given that in training mode a MADDPG actor samples its action
+   from the softmax of the same outputs (Gumbel-Softmax)?
 """),
     code(r'''
 def observation_nbytes(memory_size, num_agents, obs_shape, dtype):

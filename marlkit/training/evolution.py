@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from marlkit.algorithms.base import episode_dones
 from marlkit.training.records import RunRecord, make_run_dir
 
 # Early stopping: a run stops once every member's mean fitness over its last TARGET_WINDOW evaluations
@@ -41,6 +42,28 @@ def target_reached(pop: Sequence[Any], target: float | None, window: int = TARGE
     if target is None:
         return False
     return all(len(a.fitness) > 0 and np.mean(a.fitness[-window:]) >= target for a in pop)
+
+
+class EpisodeScores:
+    """Running episode scores of one member in a vector env; finished episodes go to ``agent.scores``.
+
+    A score sums an episode's rewards, summed over agents when ``sum_scores`` (cooperative tasks) and
+    averaged over agents otherwise; NaN rewards of absent agents count as 0.
+    """
+
+    def __init__(self, agent: Any, num_envs: int, sum_scores: bool) -> None:
+        self.agent, self.sum_scores = agent, sum_scores
+        self.running = np.zeros(num_envs)
+
+    def update(self, reward: dict, termination: dict, truncation: dict) -> np.ndarray:
+        """Add one vector step's rewards; returns the indices of the sub-envs whose episode just ended."""
+        rewards = np.nan_to_num(np.stack([np.asarray(reward[a], dtype=np.float64) for a in self.agent.agent_ids], -1))
+        self.running += rewards.sum(-1) if self.sum_scores else rewards.mean(-1)
+        finished = np.flatnonzero(episode_dones(termination, truncation))
+        if finished.size:
+            self.agent.scores.extend(float(s) for s in self.running[finished])
+            self.running[finished] = 0.0
+        return finished
 
 
 def check_common_args(accelerator: Any, wb: bool, pop: Sequence[Any], evo_steps: int, num_envs: int) -> None:

@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from marlkit.algorithms.base import episode_dones
-from marlkit.training.evolution import GenerationLoop, check_common_args, seed_everything
+from marlkit.training.evolution import EpisodeScores, GenerationLoop, check_common_args, seed_everything
 
 
 def next_obs_for_buffer(next_obs: Mapping[str, np.ndarray], infos: Mapping[str, Mapping]) -> dict[str, np.ndarray]:
@@ -124,7 +123,7 @@ def train_multi_agent_off_policy(
                 obs, info = env.reset(seed=reset_seed)
                 reset_seed = None  # seed the first reset only; later resets continue the env's own stream
                 agent.reset_action_noise()
-                scores = np.zeros(num_envs)
+                scores = EpisodeScores(agent, num_envs, sum_scores)
                 steps = 0
                 for idx_step in range(evo_steps // num_envs):
                     action, raw_action = agent.get_action(obs, infos=info)
@@ -141,13 +140,8 @@ def train_multi_agent_off_policy(
                         for _ in range(learns):
                             agent.learn(memory.sample(agent.batch_size))
 
-                    agent_rewards = np.stack([np.asarray(reward[a], dtype=np.float64) for a in agent.agent_ids], -1)
-                    agent_rewards = np.nan_to_num(agent_rewards)
-                    scores += agent_rewards.sum(-1) if sum_scores else agent_rewards.mean(-1)
-                    finished = np.flatnonzero(episode_dones(termination, truncation))
+                    finished = scores.update(reward, termination, truncation)
                     if finished.size:
-                        agent.scores.extend(float(s) for s in scores[finished])
-                        scores[finished] = 0.0
                         agent.reset_action_noise(finished)
                     obs = next_obs
                 agent.steps[-1] += steps

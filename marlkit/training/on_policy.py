@@ -11,10 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
-from marlkit.algorithms.base import episode_dones
-from marlkit.training.evolution import GenerationLoop, check_common_args, seed_everything
+from marlkit.training.evolution import EpisodeScores, GenerationLoop, check_common_args, seed_everything
 
 
 def train_multi_agent_on_policy(
@@ -95,7 +92,7 @@ def train_multi_agent_on_policy(
                 agent.set_training_mode(True)
                 obs, info = env.reset(seed=reset_seed)
                 reset_seed = None
-                scores = np.zeros(num_envs)
+                scores = EpisodeScores(agent, num_envs, sum_scores)
                 steps = 0
                 rollout_len = max(1, agent.learn_step // num_envs)  # vector steps per rollout
                 for idx_step in range(evo_steps // num_envs):
@@ -107,14 +104,7 @@ def train_multi_agent_on_policy(
                     steps += num_envs
                     loop.train_step_done(num_envs)
 
-                    agent_rewards = np.nan_to_num(
-                        np.stack([np.asarray(reward[a], dtype=np.float64) for a in agent.agent_ids], -1)
-                    )
-                    scores += agent_rewards.sum(-1) if sum_scores else agent_rewards.mean(-1)
-                    finished = np.flatnonzero(episode_dones(termination, truncation))
-                    if finished.size:
-                        agent.scores.extend(float(s) for s in scores[finished])
-                        scores[finished] = 0.0
+                    scores.update(reward, termination, truncation)
                     obs = next_obs
                     if (idx_step + 1) % rollout_len == 0:
                         agent.learn()
