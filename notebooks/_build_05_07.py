@@ -548,7 +548,7 @@ damps these jumps. The guide's custom training loop has the same shape as what j
 """),
 code(r"""
 source = inspect.getsource(train_multi_agent_off_policy)
-body = source[source.index("    reset_seed = seed") :]  # skip the signature and the docstring
+body = source[source.index("    def train_member") :]  # skip the signature and the docstring
 print(body)
 """),
 md(r"""

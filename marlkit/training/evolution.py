@@ -115,9 +115,11 @@ class GenerationLoop:
         verbose: bool,
         run_dir: str | os.PathLike | None,
         meta: dict[str, Any],
+        seed: int | None = None,
         on_generation: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
-        self.env, self.pop, self.algo = env, pop, algo
+        self.env, self.pop, self.algo, self.seed = env, pop, algo, seed
+        self.num_envs = int(getattr(env, "num_envs", 1))
         self.max_steps, self.eval_steps, self.eval_loop = max_steps, eval_steps, eval_loop
         self.target, self.tournament, self.mutation = target, tournament, mutation
         self.sum_scores, self.verbose = sum_scores, verbose
@@ -146,6 +148,28 @@ class GenerationLoop:
             dynamic_ncols=True,
             disable=not verbose,
         )
+
+    def run(self, train_member: Callable[[Any, Any, Any, EpisodeScores], int]) -> tuple[list, list[list[float]]]:
+        """Train generations until ``max_steps`` or the target; returns ``(pop, pop_fitnesses)``.
+
+        ``train_member(agent, obs, infos, scores)`` trains one member for one generation, starting from a
+        fresh ``env.reset`` (seeded on the first reset only), and returns the env steps it took. All the
+        rest (training mode, step counts, evaluation, records, selection, mutation) happens here.
+        """
+        reset_seed = self.seed
+        try:
+            while not self.done():
+                for agent in self.pop:
+                    agent.set_training_mode(True)
+                    obs, info = self.env.reset(seed=reset_seed)
+                    reset_seed = None  # later resets continue the env's own seeded stream
+                    scores = EpisodeScores(agent, self.num_envs, self.sum_scores)
+                    agent.steps[-1] += train_member(agent, obs, info, scores)
+                if self.end_generation():
+                    break
+        finally:
+            self.close()
+        return self.pop, self.pop_fitnesses
 
     def done(self) -> bool:
         """``max_steps`` counts env steps taken by the whole population (every member's steps added up)."""

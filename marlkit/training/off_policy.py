@@ -104,6 +104,7 @@ def train_multi_agent_off_policy(
         wb=wb,
         verbose=verbose,
         run_dir=run_dir,
+        seed=seed,
         on_generation=on_generation,
         meta={
             "INIT_HP": dict(INIT_HP or {}),
@@ -115,41 +116,31 @@ def train_multi_agent_off_policy(
             "num_envs": num_envs,
         },
     )
-    reset_seed = seed
-    try:
-        while not loop.done():
-            for agent in pop:
-                agent.set_training_mode(True)
-                obs, info = env.reset(seed=reset_seed)
-                reset_seed = None  # seed the first reset only; later resets continue the env's own stream
-                agent.reset_action_noise()
-                scores = EpisodeScores(agent, num_envs, sum_scores)
-                steps = 0
-                for idx_step in range(evo_steps // num_envs):
-                    action, raw_action = agent.get_action(obs, infos=info)
-                    next_obs, reward, termination, truncation, info = env.step(action)
-                    memory.save_to_memory(
-                        obs, raw_action, reward, next_obs_for_buffer(next_obs, info), termination, is_vectorised=True
-                    )
-                    steps += num_envs
-                    loop.train_step_done(num_envs)
 
-                    # Learn every learn_step env steps (several times per step when learn_step < num_envs).
-                    learns = learn_count(agent.learn_step, num_envs, idx_step)
-                    if learns and len(memory) >= agent.batch_size and memory.counter > learning_delay:
-                        for _ in range(learns):
-                            agent.learn(memory.sample(agent.batch_size))
+    def train_member(agent, obs, info, scores: EpisodeScores) -> int:
+        """Act, store and learn for ``evo_steps`` env steps; returns the steps taken."""
+        agent.reset_action_noise()
+        for idx_step in range(evo_steps // num_envs):
+            action, raw_action = agent.get_action(obs, infos=info)
+            next_obs, reward, termination, truncation, info = env.step(action)
+            memory.save_to_memory(
+                obs, raw_action, reward, next_obs_for_buffer(next_obs, info), termination, is_vectorised=True
+            )
+            loop.train_step_done(num_envs)
 
-                    finished = scores.update(reward, termination, truncation)
-                    if finished.size:
-                        agent.reset_action_noise(finished)
-                    obs = next_obs
-                agent.steps[-1] += steps
-            if loop.end_generation():
-                break
-    finally:
-        loop.close()
-    return pop, loop.pop_fitnesses
+            # Learn every learn_step env steps (several times per step when learn_step < num_envs).
+            learns = learn_count(agent.learn_step, num_envs, idx_step)
+            if learns and len(memory) >= agent.batch_size and memory.counter > learning_delay:
+                for _ in range(learns):
+                    agent.learn(memory.sample(agent.batch_size))
+
+            finished = scores.update(reward, termination, truncation)
+            if finished.size:
+                agent.reset_action_noise(finished)
+            obs = next_obs
+        return (evo_steps // num_envs) * num_envs
+
+    return loop.run(train_member)
 
 
 def learn_count(learn_step: int, num_envs: int, idx_step: int) -> int:

@@ -75,6 +75,7 @@ def train_multi_agent_on_policy(
         wb=wb,
         verbose=verbose,
         run_dir=run_dir,
+        seed=seed,
         on_generation=on_generation,
         meta={
             "INIT_HP": dict(INIT_HP or {}),
@@ -85,34 +86,21 @@ def train_multi_agent_on_policy(
             "num_envs": num_envs,
         },
     )
-    reset_seed = seed
-    try:
-        while not loop.done():
-            for agent in pop:
-                agent.set_training_mode(True)
-                obs, info = env.reset(seed=reset_seed)
-                reset_seed = None
-                scores = EpisodeScores(agent, num_envs, sum_scores)
-                steps = 0
-                rollout_len = max(1, agent.learn_step // num_envs)  # vector steps per rollout
-                for idx_step in range(evo_steps // num_envs):
-                    action, log_prob, _, value = agent.get_action(obs, infos=info)
-                    next_obs, reward, termination, truncation, info = env.step(action)
-                    agent.store_transition(
-                        obs, action, log_prob, reward, termination, truncation, value, next_obs, info
-                    )
-                    steps += num_envs
-                    loop.train_step_done(num_envs)
 
-                    scores.update(reward, termination, truncation)
-                    obs = next_obs
-                    if (idx_step + 1) % rollout_len == 0:
-                        agent.learn()
-                if (evo_steps // num_envs) % rollout_len:
-                    agent.learn()  # the last, shorter rollout: its data would be stale next generation
-                agent.steps[-1] += steps
-            if loop.end_generation():
-                break
-    finally:
-        loop.close()
-    return pop, loop.pop_fitnesses
+    def train_member(agent, obs, info, scores: EpisodeScores) -> int:
+        """Collect rollouts of ``learn_step`` env steps and learn from each; returns the steps taken."""
+        rollout_len = max(1, agent.learn_step // num_envs)  # vector steps per rollout
+        for idx_step in range(evo_steps // num_envs):
+            action, log_prob, _, value = agent.get_action(obs, infos=info)
+            next_obs, reward, termination, truncation, info = env.step(action)
+            agent.store_transition(obs, action, log_prob, reward, termination, truncation, value, next_obs, info)
+            loop.train_step_done(num_envs)
+            scores.update(reward, termination, truncation)
+            obs = next_obs
+            if (idx_step + 1) % rollout_len == 0:
+                agent.learn()
+        if (evo_steps // num_envs) % rollout_len:
+            agent.learn()  # the last, shorter rollout: its data would be stale next generation
+        return (evo_steps // num_envs) * num_envs
+
+    return loop.run(train_member)
