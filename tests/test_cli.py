@@ -29,3 +29,52 @@ def test_bad_flag_exits_2():
     with pytest.raises(SystemExit) as exc:
         main(["train", "--max-steps", "many"])
     assert exc.value.code == 2
+
+
+@pytest.fixture
+def saved_agent(tmp_path):
+    """A (untrained) MATD3 speaker-listener agent saved like a training run saves its elite."""
+    import json
+
+    from marlkit import SyncPettingZooVecEnv, create_population, make_speaker_listener
+
+    env = make_speaker_listener(continuous_actions=True)
+    ids = env.possible_agents
+    net = {"encoder_config": {"hidden_size": [16]}, "head_config": {"hidden_size": [16]}}
+    (agent,) = create_population(
+        "MATD3",
+        [env.observation_space(a) for a in ids],
+        [env.action_space(a) for a in ids],
+        net,
+        {"AGENT_IDS": ids},
+        population_size=1,
+        seed=3,
+    )
+    path = tmp_path / "elite.pt"
+    agent.save_checkpoint(path)
+    (tmp_path / "run.json").write_text(json.dumps({"env_name": "speaker-listener"}))
+    with SyncPettingZooVecEnv([lambda: make_speaker_listener(continuous_actions=True)] * 3) as vec:
+        vec.reset(seed=5)
+        expected = agent.test(vec, loop=1)
+    return path, expected
+
+
+def test_evaluate_reports_the_agents_score(saved_agent, capsys):
+    path, expected = saved_agent
+    assert main(["evaluate", str(path), "--episodes", "3", "--seed", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "over 3 episodes of speaker-listener" in out
+    # the env is read from run.json beside the checkpoint, and the score is the agent's own test()
+    assert float(out.split("mean score ")[1].split()[0]) == pytest.approx(expected, abs=1e-3)
+
+
+def test_render_writes_a_gif_of_one_episode(saved_agent, tmp_path, capsys):
+    from PIL import Image
+
+    path, _ = saved_agent
+    gif = tmp_path / "agent.gif"
+    assert main(["render", str(path), "--out", str(gif), "--fps", "5"]) == 0
+    assert f"wrote {gif}: 25 frames" in capsys.readouterr().out  # one 25-step Speaker Listener episode
+    with Image.open(gif) as image:
+        assert image.n_frames == 25
+        assert image.size[0] > 100 and image.size[1] > 100

@@ -253,14 +253,20 @@ class MADDPG(MultiAgentAlgorithm):
         with torch.no_grad():
             next_actions = self._target_actions(next_obs)
 
-        # (2) + (3) critic regression towards y_i = r_i + gamma (1 - d_i) Q'_i(o', a')
+        # (2) targets y_i = r_i + gamma (1 - d_i) Q'_i(o', a'), once per agent: every critic group
+        # (MATD3's twins) regresses on the same y
+        targets = {}
+        with torch.no_grad():
+            for agent in self.agent_ids:
+                key, order = self.policy_key[agent], self.critic_order[agent]
+                q_next = self._target_q(key, [next_obs[b] for b in order], [next_actions[b] for b in order])
+                targets[agent] = rewards[agent] + self.gamma * (1.0 - dones[agent]) * q_next
+
+        # (3) critic regression towards y_i
         critic_losses, critic_terms = {}, []
         for group in self.critic_groups:
             for agent in self.agent_ids:
-                key, order = self.policy_key[agent], self.critic_order[agent]
-                with torch.no_grad():
-                    q_next = self._target_q(key, [next_obs[b] for b in order], [next_actions[b] for b in order])
-                    y = rewards[agent] + self.gamma * (1.0 - dones[agent]) * q_next
+                key, order, y = self.policy_key[agent], self.critic_order[agent], targets[agent]
                 q = getattr(self, group)[key]([obs[b] for b in order], [actions[b] for b in order])
                 loss = F.mse_loss(q, y)
                 critic_terms.append(loss)
@@ -312,13 +318,14 @@ class MADDPG(MultiAgentAlgorithm):
 
         Each network only receives gradient from its own agents' terms, so summing first gives every
         network exactly the gradient of its own loss, with one pass through autograd instead of one per
-        agent. (The actor loss also leaves gradients in the critics; every critic step starts from
-        zeroed gradients, so they are never used.)
+        agent. ``torch.autograd.grad`` asks only for the gradients of ``groups``' parameters: the actor
+        loss flows back through the critics, but the critics' own weight gradients are not computed.
         """
         optimizers = [opt for name, opt in self.optimizers.items() if name.split("/", 1)[0] in groups]
-        for opt in optimizers:
-            opt.zero_grad(set_to_none=True)
-        torch.stack(losses).sum().backward()
+        params = [p for opt in optimizers for group in opt.param_groups for p in group["params"]]
+        grads = torch.autograd.grad(torch.stack(losses).sum(), params, allow_unused=True)
+        for param, grad in zip(params, grads):
+            param.grad = grad  # None for a parameter the loss does not reach: the optimizer skips it
         for opt in optimizers:
             opt.step()
 
