@@ -8,7 +8,10 @@ nothing) and count N env steps per vector step:
 
 * plain: one ``parallel_env`` through the PettingZoo API, reset when its agents are done (ignores N);
 * sync:  ``SyncPettingZooVecEnv`` with N sub-envs;
-* async: ``AsyncPettingZooVecEnv`` with N sub-envs (default workers: one per available CPU).
+* async: ``AsyncPettingZooVecEnv`` with N sub-envs and its default split (this process steps a share of
+  the sub-envs while the workers step the rest; 2 CPUs, 8 sub-envs: 4 here and 4 in one worker);
+* async-workers: the same env with every sub-env in workers, one worker per available CPU (the parent
+  only waits), the split the default replaces.
 
 Each loop runs ``--repeats`` times for ``--duration`` seconds, the three loops taking turns, and the best
 rate is kept, since other processes on the machine can only slow a run down. The plain loop is re-measured
@@ -80,17 +83,19 @@ def vector_loop(env, duration: float, seed: int) -> float:
 
 
 def measure(num_envs: int, duration: float, repeats: int, num_workers: int | None, seed: int) -> dict:
-    """Best env steps/s of the three loops; repeats are interleaved so each loop meets the same load."""
+    """Best env steps/s of the four loops; repeats are interleaved so each loop meets the same load."""
     with (
         SyncPettingZooVecEnv([make_env] * num_envs) as sync_env,
         AsyncPettingZooVecEnv([make_env] * num_envs, num_workers=num_workers) as async_env,
+        AsyncPettingZooVecEnv([make_env] * num_envs, num_workers=available_cpus()) as workers_env,
     ):
-        best = {"plain": 0.0, "sync": 0.0, "async": 0.0}
+        best = {"plain": 0.0, "sync": 0.0, "async": 0.0, "async_workers": 0.0}
         for _ in range(repeats):
             best["plain"] = max(best["plain"], plain_loop(duration, seed))
             best["sync"] = max(best["sync"], vector_loop(sync_env, duration, seed))
             best["async"] = max(best["async"], vector_loop(async_env, duration, seed))
-        best["async_workers"] = async_env.num_workers
+            best["async_workers"] = max(best["async_workers"], vector_loop(workers_env, duration, seed))
+        best["split"] = f"{async_env.main_process_envs} here + {async_env.num_workers} worker(s)"
     return best
 
 
@@ -99,29 +104,40 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     parser.add_argument("--duration", type=float, default=2.0, help="seconds per timed run")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per loop; the best is kept")
-    parser.add_argument("--num-workers", type=int, default=None, help="async workers (default: one per CPU)")
+    parser.add_argument(
+        "--num-workers", type=int, default=None, help="workers of the async column (default: its default split)"
+    )
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/vec_env.json"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     load_before = os.getloadavg()
     rows = []
-    print(f"{'sub-envs':>8} {'plain':>9} {'sync':>9} {'async':>9} {'async/plain':>12}   (env steps/s)")
+    print(
+        f"{'sub-envs':>8} {'plain':>9} {'sync':>9} {'async':>9} {'async-workers':>14} {'async/plain':>12}"
+        f"   (env steps/s; async split)"
+    )
     for num_envs in args.num_envs:
         best = measure(num_envs, args.duration, args.repeats, args.num_workers, args.seed)
-        plain, sync, async_ = best["plain"], best["sync"], best["async"]
+        plain, sync, async_, workers = best["plain"], best["sync"], best["async"], best["async_workers"]
         rows.append(
             {
                 "num_envs": num_envs,
-                "async_workers": best["async_workers"],
+                "async_split": best["split"],
                 "plain_steps_per_s": round(plain, 1),
                 "sync_steps_per_s": round(sync, 1),
                 "async_steps_per_s": round(async_, 1),
+                "async_workers_only_steps_per_s": round(workers, 1),
                 "async_over_plain": round(async_ / plain, 3),
+                "async_workers_only_over_plain": round(workers / plain, 3),
                 "sync_over_plain": round(sync / plain, 3),
             }
         )
-        print(f"{num_envs:>8} {plain:>9.0f} {sync:>9.0f} {async_:>9.0f} {async_ / plain:>11.2f}x", flush=True)
+        print(
+            f"{num_envs:>8} {plain:>9.0f} {sync:>9.0f} {async_:>9.0f} {workers:>14.0f} {async_ / plain:>11.2f}x"
+            f"   {best['split']}",
+            flush=True,
+        )
 
     result = {
         "benchmark": "simple_speaker_listener_v4 (continuous), random actions drawn up front",

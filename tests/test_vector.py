@@ -213,6 +213,54 @@ def test_sync_and_async_identical_on_test_envs(env_fn):
         assert_same(rollout(env, steps=13, seed=0), expected)
 
 
+@pytest.mark.parametrize(
+    "env_fn",
+    [speaker_listener, lambda: DyingAgentEnv(death_step=2, max_steps=4), lambda: TurnTakingImageEnv(episode_length=3)],
+    ids=["speaker-listener", "dying-agent", "turn-taking-uint8"],
+)
+def test_sync_and_async_identical_with_sub_envs_in_the_main_process(env_fn):
+    with SyncPettingZooVecEnv([env_fn] * 5) as sync:
+        expected = rollout(sync, steps=30, seed=0)
+    with AsyncPettingZooVecEnv([env_fn] * 5, main_process_envs=2, num_workers=2) as env:
+        assert (env.main_process_envs, env.num_workers) == (2, 2)
+        assert [list(rows) for rows in env.worker_rows] == [[2, 3], [4]]
+        assert_same(rollout(env, steps=30, seed=0), expected)
+
+
+def test_default_split_counts_the_main_process_as_a_cpu(monkeypatch):
+    import marlkit.envs.vector as vector
+
+    monkeypatch.setattr(vector, "available_cpus", lambda: 2)
+    with AsyncPettingZooVecEnv([speaker_listener] * 8) as env:
+        assert (env.main_process_envs, env.num_workers) == (4, 1)
+        assert "main_process_envs=4" in repr(env)
+    with AsyncPettingZooVecEnv([speaker_listener] * 8, num_workers=2) as env:  # workers chosen: all in them
+        assert (env.main_process_envs, env.num_workers) == (0, 2)
+    with AsyncPettingZooVecEnv([speaker_listener]) as env:  # one sub-env: it runs in a worker
+        assert (env.main_process_envs, env.num_workers) == (0, 1)
+    monkeypatch.setattr(vector, "available_cpus", lambda: 1)
+    with AsyncPettingZooVecEnv([speaker_listener] * 4) as env:
+        assert (env.main_process_envs, env.num_workers) == (0, 1)
+
+
+def test_main_process_envs_out_of_range():
+    for bad in (-1, 3):
+        with pytest.raises(ValueError, match=rf"main_process_envs={bad} must be between 0 and num_envs - 1 = 2"):
+            AsyncPettingZooVecEnv([speaker_listener] * 3, main_process_envs=bad)
+
+
+def test_exception_in_a_main_process_sub_env_keeps_the_workers_in_step():
+    with AsyncPettingZooVecEnv([lambda: CrashingEnv(crash_step=2)] * 3, main_process_envs=1) as env:
+        env.reset(seed=0)
+        actions = {agent: np.zeros((3, 2)) for agent in env.agents}
+        env.step(actions)
+        with pytest.raises(ValueError, match="boom at step 2"):  # the sub-env's own exception, as in sync
+            env.step(actions)
+        assert not env._pending  # the workers' answers to that step were read, not left in the pipes
+        env.reset(seed=0)
+        env.step(actions)
+
+
 def test_lambdas_with_closures_reach_the_workers():
     env_fns = [lambda i=i: DyingAgentEnv(death_step=1 + i, max_steps=9) for i in range(3)]
     with AsyncPettingZooVecEnv(env_fns, num_workers=2) as env:
@@ -516,9 +564,10 @@ def test_workers_exit_when_the_parent_dies(tmp_path):
     assert wait_until_gone(pids, timeout=5.0) == []
 
 
+@pytest.mark.parametrize("options", [{}, {"main_process_envs": 1}, {"main_process_envs": 0}])
 @pytest.mark.parametrize("kind", ["sync", "async"])
-def test_render_returns_sub_env_0_frame(kind):
-    with make_vec(kind, [lambda: DyingAgentEnv(render_mode="rgb_array")] * 2) as env:
+def test_render_returns_sub_env_0_frame(kind, options):
+    with make_vec(kind, [lambda: DyingAgentEnv(render_mode="rgb_array")] * 2, **options) as env:
         env.reset(seed=0)
         env.step({agent: np.zeros((2, 2)) for agent in env.agents})
         frame = env.render()

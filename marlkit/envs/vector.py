@@ -7,7 +7,8 @@
     obs, rewards, terminations, truncations, infos = env.step(actions)  # actions[agent]: (8, *act_shape)
 
 ``SyncPettingZooVecEnv`` steps the sub-envs one after the other in this process (simple, easy to debug);
-``AsyncPettingZooVecEnv`` spreads them over worker processes. Both return identical transitions for the
+``AsyncPettingZooVecEnv`` spreads them over worker processes (and, by default, steps a share itself while the
+workers step theirs). Both return identical transitions for the
 same seeds and actions, with these conventions (also in ARCHITECTURE.md):
 
 * ``obs[agent]`` is ``(num_envs, *obs_shape)`` in the env's own dtype (uint8 images stay uint8).
@@ -53,6 +54,7 @@ from marlkit.envs.worker import (
     EnvSpec,
     InfoPayload,
     Readable,
+    available_cpus,
     default_start_method,
     shutdown_workers,
     split_rows,
@@ -341,9 +343,15 @@ class AsyncPettingZooVecEnv(_PettingZooVecEnv):
     """Vector env whose sub-envs run in worker processes; same semantics as ``SyncPettingZooVecEnv``.
 
     env_fns: one factory per sub-env (lambdas and closures are fine: they are sent with cloudpickle).
-    num_workers / envs_per_worker: how to spread the sub-envs (give at most one); default one worker per
-        available CPU, each stepping a contiguous block of sub-envs, so that a cheap env's step is not
-        dwarfed by inter-process messaging.
+    num_workers / envs_per_worker: how to spread the worker sub-envs (give at most one). Each worker steps
+        a contiguous block of sub-envs, so that a cheap env's step is not dwarfed by inter-process messaging.
+    main_process_envs: how many sub-envs (the first ones) this process steps itself while the workers step
+        theirs, instead of sitting idle until they answer. Default (when ``num_workers`` and
+        ``envs_per_worker`` are not given either): the available CPUs share the sub-envs evenly, this
+        process counting as one CPU (2 CPUs, 8 sub-envs: 4 here and 4 in one worker); with one CPU or one
+        sub-env, everything runs in one worker. When the workers are chosen, 0. Why: a parent waiting for
+        as many busy workers as there are CPUs competes with them for a CPU (``benchmarks/vec_env.py``
+        measures both). At least one sub-env always runs in a worker; for none, use ``SyncPettingZooVecEnv``.
     timeout: seconds to wait for a worker's answer before raising ``WorkerError`` (None: wait forever; a
         worker that dies is reported at once either way). Building the sub-envs at start-up may take longer
         (imports, ROMs): it gets at least ``STARTUP_TIMEOUT`` seconds. The attribute can be changed later.
@@ -365,6 +373,7 @@ class AsyncPettingZooVecEnv(_PettingZooVecEnv):
         *,
         num_workers: int | None = None,
         envs_per_worker: int | None = None,
+        main_process_envs: int | None = None,
         timeout: float | None = 60.0,
         spin: float = 1e-3,
         context: str | None = None,
@@ -376,11 +385,35 @@ class AsyncPettingZooVecEnv(_PettingZooVecEnv):
         # exist before the workers start (it is handed to them at start-up).
         probe = env_fns[0]()
         spec = EnvSpec.from_env(probe)
-        probe.close()
         super().__init__(len(env_fns), spec, shared_memory=True)
         self.timeout = timeout
         self.spin = spin
-        self.worker_rows = split_rows(self.num_envs, num_workers, envs_per_worker)
+        if main_process_envs is None and num_workers is None and envs_per_worker is None:
+            main_process_envs, num_workers = default_split(self.num_envs)
+        main_process_envs = main_process_envs or 0
+        if not 0 <= main_process_envs < self.num_envs:
+            probe.close()
+            raise ValueError(
+                f"main_process_envs={main_process_envs} must be between 0 and num_envs - 1 = {self.num_envs - 1} "
+                f"(at least one sub-env runs in a worker; for none, use SyncPettingZooVecEnv)"
+            )
+        self.main_process_envs = main_process_envs
+        # This process's sub-envs are rows 0..main_process_envs-1 (so render(), of sub-env 0, needs no
+        # worker); the probe instance becomes row 0 rather than being thrown away.
+        self._local: EnvGroup | None = None
+        if main_process_envs:
+            try:
+                local_envs = [probe] + [env_fn() for env_fn in env_fns[1:main_process_envs]]
+                self._local = EnvGroup(local_envs, 0, self._buffers, spec)
+            except BaseException:
+                probe.close()
+                raise
+        else:
+            probe.close()
+        self.worker_rows = [
+            range(rows.start + main_process_envs, rows.stop + main_process_envs)
+            for rows in split_rows(self.num_envs - main_process_envs, num_workers, envs_per_worker)
+        ]
         self.num_workers = len(self.worker_rows)
 
         # Start method. 'fork' would be fastest and needs no pickling, but it copies a parent that usually
@@ -430,16 +463,29 @@ class AsyncPettingZooVecEnv(_PettingZooVecEnv):
             raise
 
     def _reset(self, seeds: list[int | None], options: dict | None) -> list[InfoPayload]:
-        return self._call("reset", [(seeds[rows.start : rows.stop], options) for rows in self.worker_rows])
+        args = [(seeds[rows.start : rows.stop], options) for rows in self.worker_rows]
+        return self._call("reset", args, local_args=(seeds[: self.main_process_envs], options))
 
     def _step(self) -> list[InfoPayload]:
-        return self._call("step")
+        return self._call("step", local_args=())
 
     def _render(self) -> Any:
+        if self._local is not None:
+            return self._local.render()
         return self._call("render", [()], workers=[0])[0]
 
-    def _call(self, command: str, args: list[tuple] | None = None, workers: Sequence[int] | None = None) -> list:
-        """Send ``command`` to the workers (``args[k]`` to the k-th) and return their results in order."""
+    def _call(
+        self,
+        command: str,
+        args: list[tuple] | None = None,
+        workers: Sequence[int] | None = None,
+        local_args: tuple | None = None,
+    ) -> list:
+        """Send ``command`` to the workers (``args[k]`` to the k-th) and return their results in order.
+
+        With ``local_args`` (and sub-envs in this process), this process runs ``command`` on its own
+        sub-envs while the workers run theirs; its result comes first.
+        """
         if self._broken:
             raise WorkerError(f"{self._broken}; this vector env is unusable, close it and create a new one")
         if self._pending:
@@ -454,7 +500,16 @@ class AsyncPettingZooVecEnv(_PettingZooVecEnv):
             except OSError:  # BrokenPipeError: the worker is gone
                 self._worker_died(k, command)
             self._pending.add(k)
-        return self._receive_all(command, self.timeout)
+        local: list[Any] = []
+        if self._local is not None and local_args is not None:
+            try:
+                local.append(getattr(self._local, command)(*local_args))
+            except BaseException:
+                # Keep every pipe in step with its worker before the error leaves (as in the sync env,
+                # the exception is the sub-env's own).
+                self._receive_all(command, self.timeout, raise_errors=False)
+                raise
+        return local + self._receive_all(command, self.timeout)
 
     def _receive_all(self, command: str, timeout: float | None, raise_errors: bool = True) -> list[Any]:
         """Read the answer of every pending worker; then raise the workers' errors, if any."""
@@ -506,13 +561,25 @@ class AsyncPettingZooVecEnv(_PettingZooVecEnv):
             return
         self.closed = True
         self._finalizer()  # runs shutdown_workers once, whoever calls first (close, gc or interpreter exit)
+        if self._local is not None:
+            self._local.close()
+            self._local = None
         self._buffers = self._memory = None  # the last references to the shared block: it is freed now
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(num_envs={self.num_envs}, num_workers={self.num_workers}, "
-            f"agents={list(self._agents)})"
+            f"main_process_envs={self.main_process_envs}, agents={list(self._agents)})"
         )
+
+
+def default_split(num_envs: int) -> tuple[int, int]:
+    """``(main_process_envs, num_workers)`` by default: the available CPUs share the sub-envs, this process
+    counting as one CPU; with one CPU (or one sub-env) everything runs in one worker."""
+    lanes = min(available_cpus(), num_envs)
+    if lanes < 2:
+        return 0, 1
+    return num_envs // lanes, lanes - 1
 
 
 def make_multi_agent_vect_envs(env_fn: Callable[..., Any], num_envs: int = 1, **env_kwargs) -> AsyncPettingZooVecEnv:
