@@ -79,7 +79,7 @@ PRESET = "speaker-listener"
 # Full run: the preset as it stands (200,000 env steps, 10,000 steps per member per generation, target -30).
 # Quick run: 8,000 env steps in two generations of 1,000 steps per member (about a minute).
 QUICK_TRAIN = {"max_steps": 8_000, "evo_steps": 1_000}
-EVAL_EPISODES = 20  # fresh episodes for the final comparison, the same in both modes
+EVAL_EPISODES = 100  # fresh episodes for the final comparison, the same in both modes
 ''', tags=["parameters"]),
     code(r'''
 import tempfile
@@ -144,7 +144,11 @@ print("MUT_P =", pformat(MUT_P, sort_dicts=False))
 Reading a few entries: `LEARN_STEP: 8` with 8 sub-environments means one `learn` call per vectorised
 step, each on a batch of `BATCH_SIZE: 128` transitions from a buffer of `MEMORY_SIZE: 100000`;
 `POLICY_FREQ: 2` is MATD3's delayed actor update (the actors learn on every second call);
-`O_U_NOISE: True` explores with Ornstein-Uhlenbeck noise of scale `EXPL_NOISE`. The training loop's
+`O_U_NOISE: False` with `EXPL_NOISE: 1.2` explores with Gaussian noise whose standard deviation is 1.2
+times the half-range of each action box, far wider than the guide's Ornstein-Uhlenbeck noise of scale 0.1.
+Most noisy actions are clipped to a bound, so the listener is pushed hard in random directions and the
+critics see what every kind of move is worth; `marlkit/presets.py` lists the single-agent runs behind
+this choice (after 50,000 steps: -55 with the guide's noise, -25 with this one). The training loop's
 settings (the last one depends on the quick/full knob):
 """),
     code(r'''
@@ -289,10 +293,10 @@ print(f"{total_steps:,} env steps in {len(record)} generations, {wall_time / 60:
 print("files in the run directory:", sorted(p.name for p in run_dir.iterdir()))
 ''', tags=IGNORE),
     md(r"""
-**The stored full run** took 200,000 environment steps in 5 generations and 5.1 minutes of wall time
-(652 env steps/s, learning and evaluation included) on a 2-core CPU. The run is seeded and
-reproducible: an earlier run of this notebook, while other jobs shared the CPU, gave exactly the same
-fitness values in 9.2 minutes. The run record (`generations.jsonl`, one JSON line per generation, and
+**The stored full run** took 200,000 environment steps in 5 generations and 3.4 minutes of wall time
+(984 env steps/s, learning and evaluation included) on a 2-core CPU. The run is seeded and
+reproducible: `marlkit train --preset speaker-listener --seed 0` on the command line gives exactly the
+same fitness values. The run record (`generations.jsonl`, one JSON line per generation, and
 `run.json`, the settings) is what every plot below is drawn from; it is also all you need to plot a
 run that is still going or that crashed.
 
@@ -307,9 +311,11 @@ print(f"target {TARGET} reached by every member: {target_reached(pop, TARGET)}")
 ''', tags=IGNORE),
     md(r"""
 **No, it did not.** The run stopped because it used up its 200,000 steps. After five generations the
-members' means over their last 3 evaluations lie between -57.7 and -70.1, far below -30, and even the
-single best evaluation of the whole run (-47.4, the elite's last) is well short of it. The guide's own
-example trains for 2,000,000 steps, ten times as long.
+members' means over their last 3 evaluations lie between -49.3 and -39.2. One evaluation did cross the
+target: agent 14 scored -26.2 in the last generation, the run's best. By the rule "best member, one
+evaluation" (which is how the guide's reference run is usually quoted: a best member of -29.9 after
+200,000 steps) this run got there; by the rule marlkit stops on, it is about 10 points short. Section
+8.6 shows which number to believe.
 """),
     md(r"""
 ## 8.4 Reading the run
@@ -321,12 +327,14 @@ member back to generation 0; the thick lines are the population's best and mean.
 plot_fitness(record)
 '''),
     md(r"""
-The best fitness rises from -73.8 in generation 0 to -47.4 in generation 4, and the mean from -170.8
-to -68.3. Most of the mean's rise is selection removing the worst members of generation 0 (one scored
--376), not the agents learning to do the task; the next sections show how little the elite can do.
-Each point is also noisy: the 20 fresh episodes of section 8.6 have a standard deviation of about 54, so
-the mean of one evaluation (8 episodes) has a standard error near 19. Differences between members
-smaller than that are mostly luck.
+The best fitness rises from -91.8 in generation 0 to -26.2 in generation 4, and the mean from -135.8
+to -40.2. Early on, the mean's rise is mostly selection removing members whose policies drive the
+listener away (all four members of generation 0 score below -90, worse than the random policy's -78);
+in the last generation every member is better than random. Each point is noisy: the 100 fresh
+episodes of section 8.6 have a standard deviation of about 28 for the elite, so the mean of one
+evaluation (8 episodes) has a standard error near 10. Differences between members smaller than that
+are mostly luck, and training itself is unsteady: agent 12, a clone of agent 7 (-61.6) with no
+mutation, scored -126.7 after its next 10,000 steps.
 """),
     md(r"""
 **Hyperparameters.** One panel per hyperparameter that evolution may change (the names of
@@ -358,9 +366,8 @@ Two things to read off this run. Evolution barely moved the hyperparameters: in 
 selection only a few `rl_hp` mutations hit, and the final members' learning rates and batch sizes are
 within 25% of `INIT_HP`'s (`learn_step` and `lr_actor` never changed in the surviving lineages). Five
 generations are too few to tune anything; that is the price of 10,000 steps per member per generation
-in a 200,000-step budget. And selection is noisy: every final member descends from member 0 of
-generation 0, which scored -103.5, while the best member of generation 0 (member 2, -73.8) left no
-descendants by generation 4.
+in a 200,000-step budget. And selection concentrates fast: agent 6 (-49.0, the best of generation 1)
+is the ancestor of every member from generation 3 on, and the parent of every final member.
 """),
     md(r"""
 ## 8.5 The elite checkpoint
@@ -408,13 +415,18 @@ print("same actions on 8 fresh observations:",
 The fitness values above are not a fair measure of the elite. Each is a single evaluation (8 episodes)
 and the elite was *chosen* because its latest one was the highest, so that number is biased upwards
 (the winner's curse). A fair test plays fresh episodes the elite was not selected on, enough of them,
-and the same episodes for every policy compared. We play 20 episodes, one per sub-environment of a vector
+and the same episodes for every policy compared. We play 100 episodes, one per sub-environment of a vector
 env seeded with a seed not used in training, with three policies:
 
 * the **trained elite**, acting greedily;
 * a **random policy**, uniform over each action box;
 * **standing still**: all-zero actions (the listener does not move, the speaker says nothing), the
-  simplest policy a trained team must beat.
+  simplest policy a trained team must beat;
+* two hand-written listeners that steer with a damped push, $\mathrm{clip}(3\,d - v)$ towards a point
+  $d$ (relative position, from the listener's own observation; $v$ its velocity). **Centre** heads for
+  the centre of the three landmarks: the best a listener can roughly do *without* communication, since
+  it does not know which landmark is the goal. **Told the goal** heads for the goal landmark, which it
+  reads from the speaker's observation (the goal's colour): a team whose communication is perfect.
 
 Both agents receive the same reward each step (minus the squared distance between the listener and
 the target landmark), and an episode always lasts 25 steps (it is truncated, never terminated), so the
@@ -436,6 +448,28 @@ def play_episodes(policy, num_episodes, seed):
     return returns, lengths
 
 
+def steer(target, velocity, gain=3.0):
+    """Listener actions (B, 5) = [no-op, -x, +x, -y, +y] pushing towards target (B, 2), damped by velocity."""
+    push = np.clip(gain * target - velocity, -1.0, 1.0)
+    actions = np.zeros((len(push), 5), np.float32)
+    actions[:, 2], actions[:, 1] = push[:, 0].clip(0), (-push[:, 0]).clip(0)
+    actions[:, 4], actions[:, 3] = push[:, 1].clip(0), (-push[:, 1]).clip(0)
+    return actions
+
+
+def scripted(told_the_goal):
+    """A hand-written team: the speaker says nothing; the listener steers to the centre or to the goal."""
+    def policy(obs, info):
+        listener = obs["listener_0"]  # (E, 11): velocity (2), the 3 landmarks relative to it (6), message (3)
+        landmarks = listener[:, 2:8].reshape(-1, 3, 2)
+        if told_the_goal:  # the speaker observes the goal's colour; its largest entry is the goal's index
+            target = landmarks[np.arange(len(landmarks)), obs["speaker_0"].argmax(-1)]
+        else:
+            target = landmarks.mean(axis=1)
+        return {"speaker_0": np.zeros((len(listener), 3), np.float32), "listener_0": steer(target, listener[:, :2])}
+    return policy
+
+
 spaces = dict(zip(elite.agent_ids, action_spaces))
 rng = np.random.default_rng(SEED)
 policies = {
@@ -443,6 +477,8 @@ policies = {
     "random policy": lambda obs, info: {
         a: rng.uniform(s.low, s.high, (EVAL_EPISODES, *s.shape)).astype(np.float32) for a, s in spaces.items()},
     "standing still": lambda obs, info: {a: np.zeros((EVAL_EPISODES, *s.shape), np.float32) for a, s in spaces.items()},
+    "centre": scripted(told_the_goal=False),
+    "told the goal": scripted(told_the_goal=True),
 }
 EVAL_SEED = 12_345  # not used in training
 results = {name: play_episodes(policy, EVAL_EPISODES, EVAL_SEED) for name, policy in policies.items()}
@@ -456,10 +492,13 @@ print("both agents always receive the same reward:",
       all(np.allclose(returns[:, 0], returns[:, 1]) for returns, _ in results.values()))
 ''', tags=IGNORE),
     md(r"""
-The honest result: **after 200,000 steps the elite is no better than standing still**, -62.2 against
--62.1 on the same 20 episodes. Both beat the random policy (-74.4), but only because random pushes
-carry the listener away from the landmarks as often as towards them. The elite's best training evaluation
-(-47.4) was the luck of 8 episodes, picked out by selection. What does the elite actually do? Its
+Read against the baselines, on the same 100 episodes: the elite (-39.2) is clearly better than moving
+at random (-77.9) or standing still (-70.6), so the population learned to steer the listener. But it
+is *worse* than the hand-written centre listener (-28.4), which uses no communication at all. That
+baseline also explains the guide's target: -30 is about what a listener can do without knowing the
+goal, while a team whose communication worked would score near the told-the-goal listener's -12.8.
+The elite's selected training evaluation (-26.2) was flattered by 8 lucky episodes.
+What does the elite actually do? Its
 actions in 4 fresh episodes (the listener's action is `[no-op, -x, +x, -y, +y]`; the environment
 pushes it by $(a_2 - a_1,\; a_4 - a_3)$):
 """),
@@ -473,15 +512,12 @@ print("listener's action in 4 episodes:\n", listener)
 print("listener's push (x, y):\n", np.stack([listener[:, 2] - listener[:, 1], listener[:, 4] - listener[:, 3]], -1))
 ''', tags=IGNORE),
     md(r"""
-Nearly every output sits at a bound of the action box, 0 or 1. The listener pushes towards $-y$ and
-$+y$ equally hard and along $x$ not at all, so its net push is about zero: it stands still, whatever
-it observes. The speaker has learned something: its message differs between the episode whose goal is
-the third landmark and the three whose goal is the second. But the listener does not use the message.
-Deterministic policy gradients with bounded actions are prone to exactly this: once an output
-saturates at a bound, the gradient through it vanishes, and exploration noise of 0.1 times half the
-range is mostly clipped away at the bound, so the critic rarely sees what moving would be worth.
-Reaching the target needs a longer run (the guide's example uses 2,000,000 steps) and probably other
-settings; exercise 6 is a place to start.
+The speaker sends nearly the same message in all four episodes, so the listener cannot know where to go:
+communication has not emerged yet. The listener pushes at full force (its actions sit at the bounds, 0
+or 1, as wide exploration noise teaches a bang-bang controller) in a direction that depends on what
+it observes, heading for a landmark region rather than the goal. To reach the target reliably the
+team needs the speaker to name the goal and the listener to use the name; the guide's example trains
+for 2,000,000 steps. Exercise 6 is a place to start.
 """),
     md(r"""
 ## Summary
@@ -513,10 +549,11 @@ settings; exercise 6 is a place to start.
    appears among the members of generations 1 and later, and how often among the members that were
    selected as parents of the next generation. Which mutations survive selection more often than
    chance?
-6. **Out of the corner.** Try to get a listener that moves: more exploration
-   (`INIT_HP["EXPL_NOISE"] = 0.3`), a smaller actor learning rate, or a longer run. After each quick
-   run, look at the elite's actions as in section 8.6 before you look at its return. Does it beat
-   standing still on the 20 evaluation episodes?
+6. **Towards communication.** Try to get a speaker whose message depends on the goal: a longer run, a
+   population of two (`INIT_HP["POP_SIZE"] = 2`, so each member learns twice as often), or
+   `INIT_HP["GAMMA"] = 0.9`. After each run, print the speaker's message for the three goals as in
+   section 8.6 before you look at the return. Does the elite beat the centre listener on the 100
+   evaluation episodes?
 """),
     code(r'''
 def all_members_reached(fitness_histories, target, window=3):

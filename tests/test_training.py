@@ -150,3 +150,12 @@ def test_resume_continues_the_run(tmp_path):
 def test_unsupported_arguments_are_clear(tmp_path):
     with pytest.raises(NotImplementedError, match="accelerator is not supported"):
         run(tmp_path, accelerator=object())
+
+
+def test_progress_bar_total_is_the_steps_the_run_takes():
+    from marlkit.training.evolution import planned_steps
+
+    assert planned_steps(24_000, 4, 4_000, 8) == 32_000  # the quick preset: two whole generations of 16,000
+    assert planned_steps(200_000, 4, 10_000, 8) == 200_000
+    assert planned_steps(100, 2, 30, 8) == 144  # a member takes (30 // 8) * 8 = 24 steps per generation
+    assert planned_steps(500, 3, None, 1) == 500

@@ -44,6 +44,14 @@ def target_reached(pop: Sequence[Any], target: float | None, window: int = TARGE
     return all(len(a.fitness) > 0 and np.mean(a.fitness[-window:]) >= target for a in pop)
 
 
+def planned_steps(max_steps: int, pop_size: int, evo_steps: int | None, num_envs: int) -> int:
+    """Env steps a run really takes: generations end whole, so the last one may pass ``max_steps``."""
+    if not evo_steps:
+        return max_steps
+    generation = pop_size * (evo_steps // num_envs) * num_envs
+    return -(-max_steps // generation) * generation if generation else max_steps
+
+
 class EpisodeScores:
     """Running episode scores of one member in a vector env; finished episodes go to ``agent.scores``.
 
@@ -142,8 +150,8 @@ class GenerationLoop:
             self.wandb_run = wandb.init(project="marlkit", name=self.run_dir.name, config=meta)
         self.start = time.perf_counter()
         self.pbar = tqdm(
-            total=max_steps,
-            initial=min(self.total_steps, max_steps),
+            total=planned_steps(max_steps, len(pop), meta.get("evo_steps"), self.num_envs),
+            initial=self.total_steps,
             unit="step",
             dynamic_ncols=True,
             disable=not verbose,
