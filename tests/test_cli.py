@@ -78,3 +78,46 @@ def test_render_writes_a_gif_of_one_episode(saved_agent, tmp_path, capsys):
     with Image.open(gif) as image:
         assert image.n_frames == 25
         assert image.size[0] > 100 and image.size[1] > 100
+
+
+def test_train_with_yaml_overrides_writes_the_run_directory(tmp_path, capsys):
+    import json
+
+    import torch
+    import yaml
+
+    config = tmp_path / "hp.yaml"
+    config.write_text(
+        "INIT_HP:\n  BATCH_SIZE: 8\n  LEARN_STEP: 4\n"
+        "NET_CONFIG:\n  encoder_config: {hidden_size: [20]}\n  head_config: {hidden_size: [16]}\n"
+        "MUT_P: {NO_MUT: 1.0, ARCH_MUT: 0.0, NEW_LAYER: 0.0, PARAMS_MUT: 0.0, ACT_MUT: 0.0, RL_HP_MUT: 0.0}\n"
+        "train:\n  learning_delay: 0\n"
+    )
+    run_dir = tmp_path / "run"
+    argv = ["train", "--config", str(config), "--max-steps", "64", "--evo-steps", "16", "--num-envs", "2",
+            "--pop-size", "2", "--run-dir", str(run_dir), "--no-progress"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"elite checkpoint: {run_dir / 'elite.pt'}" in out
+    for name in ("fitness.png", "hyperparameters.png", "elite.pt", "generations.jsonl", "config.yaml"):
+        assert (run_dir / name).is_file(), name
+    written = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert written["INIT_HP"]["BATCH_SIZE"] == 8 and written["INIT_HP"]["EXPL_NOISE"] == 1.2  # merged, not replaced
+    assert written["NET_CONFIG"] == {"encoder_config": {"hidden_size": [20]}, "head_config": {"hidden_size": [16]}}
+    assert written["train"]["max_steps"] == 64 and written["train"]["learning_delay"] == 0
+    generations = [json.loads(line) for line in (run_dir / "generations.jsonl").read_text().splitlines()]
+    assert [m["hyperparameters"]["batch_size"] for m in generations[0]["members"]] == [8, 8]
+    elite = torch.load(run_dir / "elite.pt", weights_only=True)
+    net = elite["networks"]["actors/speaker_0"]["config"]["net_config"]  # MUT_P above: no mutation
+    assert (net["encoder_config"]["hidden_size"], net["head_config"]["hidden_size"]) == ([20], [16])
+
+
+def test_train_config_with_an_unknown_key_or_hyperparameter(tmp_path, capsys):
+    config = tmp_path / "hp.yaml"
+    config.write_text("INIT_HP:\n  BATCH_SIZE: 8\nNETCONFIG: {}\n")
+    assert main(["train", "--config", str(config)]) == 2
+    assert "unknown top-level key(s) ['NETCONFIG']" in capsys.readouterr().err
+    config.write_text("INIT_HP:\n  BATCH_SIZ: 8\n")
+    assert main(["train", "--config", str(config), "--run-dir", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "BATCH_SIZ" in err
