@@ -2,6 +2,7 @@
 #   make demo   -- create .venv if missing, install marlkit, run a short evolutionary training run (MATD3,
 #                  Simple Speaker Listener) that saves a fitness plot and the elite checkpoint
 #   make test   -- create .venv if missing, install marlkit + dev tools, run the whole test suite
+#   make solutions -- the notebooks with every exercise solved, for teachers: notebooks/solutions/NN_*.ipynb
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -11,7 +12,7 @@ PIP    := $(PY) -m pip install -q -c requirements/cpu.txt
 # nbval-ignore-output. A new notebook is picked up without any edit here.
 NBVAL  := -p no:cacheprovider --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
-.PHONY: demo test lint bench book clean
+.PHONY: demo test lint bench book solutions clean
 
 $(VENV)/.marlkit-installed: pyproject.toml requirements/cpu.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,17 +27,22 @@ demo: $(VENV)/.marlkit-installed
 	$(PY) -m marlkit train --preset speaker-listener --quick
 
 test: $(VENV)/.marlkit-installed
-	$(VENV)/bin/ruff check marlkit tests benchmarks book
+	$(VENV)/bin/ruff check marlkit tests benchmarks book notebooks/*.py
 	$(PY) -m pytest tests
 	MARLKIT_QUICK=1 $(PY) -m pytest $(NBVAL) notebooks/[0-9]*.ipynb
 
 lint: $(VENV)/.marlkit-installed
-	$(VENV)/bin/ruff check marlkit tests benchmarks book
+	$(VENV)/bin/ruff check marlkit tests benchmarks book notebooks/*.py
 
 # The course book (Jupyter Book 1, offline): the notebooks with their stored outputs (none is run),
 # the classroom guide and the API reference -> book/_build/html/index.html. See book/build.py.
 book: $(VENV)/.marlkit-installed
 	$(PY) book/build.py
+
+# The solutions version of the course (git-ignored): every `# YOUR CODE HERE` stub replaced by its reference
+# solution from marlkit.exercises; nothing is run. See notebooks/_solutions.py and book/classroom.md.
+solutions: $(VENV)/.marlkit-installed
+	$(PY) notebooks/_solutions.py
 
 bench: $(VENV)/.marlkit-installed
 	$(PY) benchmarks/vec_env.py
@@ -45,4 +51,4 @@ bench: $(VENV)/.marlkit-installed
 	$(PY) benchmarks/train_on_policy.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache runs book/_build book/chapters book/api book/_offline
+	rm -rf $(VENV) .pytest_cache .ruff_cache runs book/_build book/chapters book/api book/_offline notebooks/solutions

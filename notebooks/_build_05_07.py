@@ -100,7 +100,6 @@ from marlkit import (
     train_multi_agent_off_policy,
 )
 from marlkit.algorithms.base import episode_dones
-from marlkit.exercises.checking import Mistake, as_array, call, check_shape, not_none, run_check, same, wrong_array
 from marlkit.training.off_policy import next_obs_for_buffer
 
 torch.manual_seed(SEED)
@@ -548,7 +547,7 @@ damps these jumps. The guide's custom training loop has the same shape as what j
 """),
 code(r"""
 source = inspect.getsource(train_multi_agent_off_policy)
-body = source[source.index("    def train_member") :]  # skip the signature and the docstring
+body = source[source.index("    def train_member") :]  # skip the signature, docstring and set-up
 print(body)
 """),
 md(r"""
@@ -611,76 +610,13 @@ md(r"""
    call). `INIT_HP` still contains `POLICY_FREQ`: what does `create_population` do with it, and why is
    that the guide's behaviour? (Read `marlkit.hpo.population.TRAINING_KEYS`.) Compare the learning curves.
 """),
-code(r'''
-def td3_target(reward, done, next_q1, next_q2, gamma):
-    """MATD3's critic target y for a batch of B transitions (fix 1, clipped double-Q).
-
-    reward:  (B,) float tensor, r_i
-    done:    (B,) float tensor, 1.0 where the episode terminated at this transition, else 0.0
-    next_q1: (B,) float tensor, Q'_i1(o', a') from the first target critic
-    next_q2: (B,) float tensor, Q'_i2(o', a') from the second target critic
-    gamma:   float discount factor
-
-    Returns y (B,) = r + gamma * (1 - done) * min(Q'_i1, Q'_i2), row by row. y is a fixed label for
-    both critics' regression: no gradient may flow through it.
-    """
-    # YOUR CODE HERE
-    raise NotImplementedError
-'''),
+code(EXERCISES["td3_target"].stub),
 md(r"""
 The check: three batches, one with a critic output that carries a gradient, and a list of common
 mistakes it recognises. It prints feedback and never raises.
 """),
 code(r"""
-TD3_TARGET_MISTAKES = [
-    (lambda reward, done, next_q1, next_q2, gamma: reward + gamma * (1 - done) * torch.maximum(next_q1, next_q2),
-     "you took the larger of the two critics: the point of clipped double-Q is the *minimum*"),
-    (lambda reward, done, next_q1, next_q2, gamma: reward + gamma * (1 - done) * (next_q1 + next_q2) / 2,
-     "you averaged the two critics: the average keeps (half of) each critic's over-estimate, take the minimum"),
-    (lambda reward, done, next_q1, next_q2, gamma: reward + gamma * (1 - done) * next_q1,
-     "only the first critic is used: y uses min(Q'_1, Q'_2)"),
-    (lambda reward, done, next_q1, next_q2, gamma: reward + gamma * (1 - done) * torch.min(next_q1, next_q2).min(),
-     "you took the minimum over the whole batch: compare the two critics row by row (torch.min(q1, q2))"),
-    (lambda reward, done, next_q1, next_q2, gamma: reward + gamma * torch.min(next_q1, next_q2),
-     "your target ignores `done`: at a terminal transition y = r; multiply the bootstrap term by (1 - done)"),
-    (lambda reward, done, next_q1, next_q2, gamma: reward + (1 - done) * torch.min(next_q1, next_q2),
-     "your target does not discount: multiply min(Q'_1, Q'_2) by gamma"),
-]
-
-
-def check_td3_target(fn):
-    gen = torch.Generator().manual_seed(5)
-    critic_out = torch.randn(6, generator=gen).requires_grad_()
-    cases = [
-        ("a batch of 4, transition 2 terminal", {
-            "reward": torch.tensor([1.0, 0.0, -1.0, 2.0]), "done": torch.tensor([0.0, 0.0, 1.0, 0.0]),
-            "next_q1": torch.tensor([5.0, -2.0, 3.0, 1.0]), "next_q2": torch.tensor([4.0, -1.0, 6.0, 1.5]),
-            "gamma": 0.9}),
-        ("a batch of 6, critics straight from a network (requires_grad=True)", {
-            "reward": torch.randn(6, generator=gen), "done": torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0, 1.0]),
-            "next_q1": critic_out * 2.0, "next_q2": critic_out + 0.5, "gamma": 0.95}),
-        ("a batch of 3, no terminal transition, gamma=0.5", {
-            "reward": torch.tensor([0.5, -0.5, 0.0]), "done": torch.zeros(3),
-            "next_q1": torch.tensor([-2.0, 4.0, 1.0]), "next_q2": torch.tensor([-3.0, 5.0, 1.0]), "gamma": 0.5}),
-    ]
-
-    def check():
-        for k, (name, inputs) in enumerate(cases):
-            result = not_none(call(fn, *inputs.values()), first=k == 0, what="the target y (B,)")
-            with torch.no_grad():
-                expected = as_array(inputs["reward"] + inputs["gamma"] * (1 - inputs["done"])
-                                    * torch.min(inputs["next_q1"], inputs["next_q2"]), "y")
-                got = as_array(result, "y")
-                check_shape(got, expected, "y", name)
-                if not same(got, expected):
-                    raise wrong_array(got, expected, TD3_TARGET_MISTAKES, inputs, name)
-            if isinstance(result, torch.Tensor) and result.requires_grad:
-                raise Mistake("y has the right values but carries a gradient: compute it under torch.no_grad()"
-                              f"\n  case: {name}")
-        return f"correct on {len(cases)} batches (terminal transitions, no gradient through y)"
-
-    return run_check("td3_target", check)
-
+from marlkit.exercises import check_td3_target
 
 check_td3_target(td3_target)
 """),

@@ -24,6 +24,8 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from marlkit.exercises import EXERCISES  # the exercises' official stubs
+
 NOTEBOOKS = Path(__file__).resolve().parent
 IGNORE = ["nbval-ignore-output"]  # output depends on MARLKIT_QUICK or on timing
 
@@ -86,7 +88,6 @@ import tempfile
 import time
 from pathlib import Path
 from pprint import pformat
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -555,50 +556,9 @@ for 2,000,000 steps. Exercise 6 is a place to start.
    section 8.6 before you look at the return. Does the elite beat the centre listener on the 100
    evaluation episodes?
 """),
+    code(EXERCISES["all_members_reached"].stub),
     code(r'''
-def all_members_reached(fitness_histories, target, window=3):
-    """The early-stopping rule of train_multi_agent_off_policy.
-
-    fitness_histories: list with one list of floats per member, oldest first (each agent's `fitness`)
-    target:            float, or None for no early stopping
-    window:            int, how many of each member's latest evaluations to average
-
-    Returns True when every member has at least one evaluation and the mean of its last `window`
-    evaluations is >= target; False otherwise, and always False when target is None.
-    """
-    # YOUR CODE HERE
-    raise NotImplementedError
-'''),
-    code(r'''
-def check_all_members_reached(fn):
-    """Compare fn with marlkit's target_reached on cases that catch the usual mistakes; never raises."""
-    cases = [
-        ("every member's mean is above the target", [[-40.0, -20.0, -25.0], [-31.0, -29.0, -28.0]], -30.0, 3),
-        ("one member is below: not reached", [[-10.0, -12.0, -11.0], [-50.0, -45.0, -40.0]], -30.0, 3),
-        ("a mean exactly at the target counts", [[-10.0], [-35.0, -25.0]], -30.0, 3),
-        ("only the last `window` evaluations count", [[-100.0, -20.0, -20.0, -20.0]], -30.0, 3),
-        ("the mean of the window, not the last value", [[-40.0, -31.0, -20.0]], -30.0, 3),
-        ("a member never evaluated", [[], [-10.0]], -30.0, 3),
-        ("target None: never stop early", [[-1.0]], None, 3),
-        ("window 1", [[-50.0, -29.0], [-31.0, -30.0]], -30.0, 1),
-    ]
-    for what, histories, target, window in cases:
-        expected = target_reached([SimpleNamespace(fitness=h) for h in histories], target, window)
-        try:
-            got = fn([list(h) for h in histories], target, window)
-        except NotImplementedError:
-            print("✗ all_members_reached: not implemented yet")
-            return False
-        except Exception as err:  # a check reports, it does not stop the notebook
-            print(f"✗ all_members_reached: {what}: raised {type(err).__name__}: {err}")
-            return False
-        if got is None or bool(got) != expected:
-            print(f"✗ all_members_reached: {what}\n  fitness_histories={histories}, target={target}, "
-                  f"window={window}\n  expected {expected}, got {got}")
-            return False
-    print(f"✓ all_members_reached: all {len(cases)} cases agree with marlkit's target_reached")
-    return True
-
+from marlkit.exercises import check_all_members_reached
 
 check_all_members_reached(all_members_reached)
 '''),
@@ -1077,51 +1037,9 @@ learning to *react* to the screen would take a budget hundreds of times larger, 
    generation 0, and for exploration, given that in training mode a MADDPG actor samples its action
    from the softmax of the same outputs (Gumbel-Softmax)?
 """),
+    code(EXERCISES["observation_nbytes"].stub),
     code(r'''
-def observation_nbytes(memory_size, num_agents, obs_shape, dtype):
-    """Bytes a replay buffer reserves for the observations of its transitions.
-
-    memory_size: int, transitions the buffer holds
-    num_agents:  int, agents per transition
-    obs_shape:   tuple of ints, one agent's observation, e.g. (4, 84, 84)
-    dtype:       numpy dtype of the observations, e.g. np.uint8 (use np.dtype(dtype).itemsize)
-
-    Every transition stores two observations per agent: `state` and `next_state`.
-    Returns an int.
-    """
-    # YOUR CODE HERE
-    raise NotImplementedError
-'''),
-    code(r'''
-def check_observation_nbytes(fn):
-    """Compare fn with the bytes real MultiAgentReplayBuffers reserve; never raises."""
-    cases = [(1_000, 2, (4, 84, 84), np.uint8), (500, 2, (4, 84, 84), np.float32), (64, 3, (11,), np.float32),
-             (10, 1, (2, 3, 5), np.uint8)]
-    for memory_size, num_agents, obs_shape, dtype in cases:
-        agents = [f"agent_{i}" for i in range(num_agents)]
-        buffer = MultiAgentReplayBuffer(memory_size, ["state", "next_state"], agents)
-        one = {a: np.zeros((1, *obs_shape), dtype=dtype) for a in agents}
-        buffer.save_to_memory(one, one, is_vectorised=True)  # allocates the arrays
-        case = f"memory_size={memory_size}, num_agents={num_agents}, obs_shape={obs_shape}, dtype={np.dtype(dtype)}"
-        try:
-            got = fn(memory_size, num_agents, obs_shape, dtype)
-        except NotImplementedError:
-            print("✗ observation_nbytes: not implemented yet")
-            return False
-        except Exception as err:  # a check reports, it does not stop the notebook
-            print(f"✗ observation_nbytes: {case}: raised {type(err).__name__}: {err}")
-            return False
-        if got != buffer.nbytes:
-            hint = ""
-            if got is not None and 2 * got == buffer.nbytes:
-                hint = " (half: did you count next_state?)"
-            elif got is not None and got * np.dtype(dtype).itemsize == buffer.nbytes:
-                hint = " (did you forget the bytes per element?)"
-            print(f"✗ observation_nbytes: {case}\n  expected {buffer.nbytes:,} bytes, got {got}{hint}")
-            return False
-    print(f"✓ observation_nbytes: all {len(cases)} cases match the bytes MultiAgentReplayBuffer reserves")
-    return True
-
+from marlkit.exercises import check_observation_nbytes
 
 check_observation_nbytes(observation_nbytes)
 '''),

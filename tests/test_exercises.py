@@ -330,3 +330,129 @@ def test_resolve_for_agent_agrees_with_resolve_net_config():
                 agent_ids.append(key if group_id(key) != key else f"{key}_0")
         resolved = resolve_net_config(net_config, agent_ids, [space] * len(agent_ids))
         assert resolved[agent] == complete_net_config(space, solutions.resolve_for_agent(net_config, agent))
+
+
+# --------------------------------------------------------------------------------------------------
+# grouping agent ids (chapter 01)
+# --------------------------------------------------------------------------------------------------
+def group_agents_by(group_of):
+    def grouped(agent_ids):
+        groups = {}
+        for agent in agent_ids:
+            groups.setdefault(group_of(agent), []).append(agent)
+        return groups
+
+    return grouped
+
+
+@pytest.mark.parametrize("fn, message", [
+    (lambda ids: {g: sorted(m) for g, m in solutions.my_group_agents(ids).items()}, "do not sort them"),
+    (lambda ids: dict(sorted(solutions.my_group_agents(ids).items())),
+     "the groups come in the order their first agent appears in agent_ids: ['speaker', 'listener']"),
+    (group_agents_by(lambda agent: agent.split("_")[0]), "the group of 'agent_x_3' is 'agent_x', not 'agent'"),
+    (group_agents_by(lambda agent: agent.rsplit("_", 1)[0]), "an id without a _<int> suffix is its own group"),
+    (lambda ids: {g: m[:1] for g, m in solutions.my_group_agents(ids).items()}, "not only the first one"),
+    (lambda ids: {g: len(m) for g, m in solutions.my_group_agents(ids).items()}, "not to how many there are"),
+    (lambda ids: list(solutions.my_group_agents(ids).values()), "return a dict {group_id: [agent ids]}, got list"),
+    (lambda ids: {g: tuple(m) for g, m in solutions.my_group_agents(ids).items()},
+     "for ['bob_0', 'bob_1', 'fred_0', 'fred_1'] expected {'bob': ['bob_0', 'bob_1'], 'fred': ['fred_0', 'fred_1']}"),
+    (lambda ids: {g: np.array(m) for g, m in solutions.my_group_agents(ids).items()}, "expected {'bob': ['bob_0'"),
+    (lambda ids: solutions.my_group_agents(ids) if len(ids) != 2 else ids[2],
+     "raised IndexError: list index out of range\n  agent_ids=['speaker_0', 'listener_0']"),
+])
+def test_group_agents_mistakes(fn, message):
+    assert message in feedback("my_group_agents", fn)
+
+
+# --------------------------------------------------------------------------------------------------
+# MATD3's clipped double-Q target (chapter 05)
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fn, message", [
+    (lambda r, d, q1, q2, g: (r + g * (1 - d) * torch.maximum(q1, q2)).detach(), "you took the larger of the two"),
+    (lambda r, d, q1, q2, g: (r + g * (1 - d) * (q1 + q2) / 2).detach(), "you averaged the two critics"),
+    (lambda r, d, q1, q2, g: (r + g * (1 - d) * q1).detach(), "only the first critic is used"),
+    (lambda r, d, q1, q2, g: (r + g * (1 - d) * torch.min(q1, q2).min()).detach(), "minimum over the whole batch"),
+    (lambda r, d, q1, q2, g: (r + g * torch.min(q1, q2)).detach(), "your target ignores `done`"),
+    (lambda r, d, q1, q2, g: (r + (1 - d) * torch.min(q1, q2)).detach(), "your target does not discount"),
+    (lambda r, d, q1, q2, g: r + g * (1 - d) * torch.min(q1, q2), "carries a gradient: compute it under torch.no_grad"),
+    (lambda r, d, q1, q2, g: solutions.td3_target(r, d, q1, q2, g)[:, None], "y has shape (4, 1), expected (4,)"),
+])
+def test_td3_target_mistakes(fn, message):
+    assert message in feedback("td3_target", fn)
+
+
+def test_td3_target_by_hand():
+    reward, done = torch.tensor([1.0, 2.0, 0.0]), torch.tensor([0.0, 1.0, 0.0])
+    y = solutions.td3_target(reward, done, torch.tensor([10.0, 5.0, -1.0]), torch.tensor([8.0, 9.0, 3.0]), 0.5)
+    torch.testing.assert_close(y, torch.tensor([5.0, 2.0, -0.5]))  # the smaller critic per row; terminal: y = r
+
+
+# --------------------------------------------------------------------------------------------------
+# the early-stopping rule (chapter 08)
+# --------------------------------------------------------------------------------------------------
+def mean_of(history):
+    return sum(history) / len(history)  # a plain mean: ZeroDivisionError for a member never evaluated
+
+
+@pytest.mark.parametrize("fn, message", [
+    (lambda h, t, w: t is not None and all(np.mean(x[-w:]) > t for x in h if x),
+     "a mean exactly at the target counts\n  fitness_histories=[[-10.0], [-35.0, -25.0]]"),
+    (lambda h, t, w: t is not None and all(len(x) > 0 and np.mean(x) >= t for x in h),
+     "only the last `window` evaluations count"),
+    (lambda h, t, w: t is not None and all(len(x) > 0 and x[-1] >= t for x in h),
+     "the mean of the window, not the last value"),
+    (lambda h, t, w: t is not None and any(len(x) > 0 and np.mean(x[-w:]) >= t for x in h),
+     "one member is below: not reached"),
+    (lambda h, t, w: t is not None and all(len(x) == 0 or np.mean(x[-w:]) >= t for x in h),
+     "a member never evaluated\n  fitness_histories=[[], [-10.0]], target=-30.0, window=3\n  expected False, got True"),
+    (lambda h, t, w: t is not None and all(mean_of(x[-w:]) >= t for x in h),
+     "a member never evaluated: raised ZeroDivisionError: division by zero"),
+    (lambda h, t, w: all(len(x) > 0 and np.mean(x[-w:]) >= t for x in h), "target None: never stop early: raised"),
+    (lambda h, t, w: t is not None and all(len(x) > 0 and np.mean(x[-3:]) >= t for x in h), "window 1"),
+    (lambda h, t, w: np.array([len(x) > 0 for x in h]), "return True or False, got ndarray"),
+])
+def test_all_members_reached_mistakes(fn, message):
+    assert message in feedback("all_members_reached", fn)
+
+
+def test_all_members_reached_agrees_with_target_reached():
+    from types import SimpleNamespace
+
+    from marlkit.training.evolution import target_reached
+
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        histories = [list(rng.integers(-5, 2, size=rng.integers(0, 5)).astype(float)) for _ in range(3)]
+        target, window = rng.choice([None, -2.0, 0.0]), int(rng.integers(1, 4))
+        members = [SimpleNamespace(fitness=h) for h in histories]
+        assert solutions.all_members_reached(histories, target, window) == target_reached(members, target, window)
+
+
+# --------------------------------------------------------------------------------------------------
+# the bytes of a replay buffer's observations (chapter 09)
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fn, message", [
+    (lambda m, n, shape, dtype: m * n * math.prod(shape) * np.dtype(dtype).itemsize,
+     "expected 112,896,000 bytes, got 56448000 (half: did you count next_state?)"),
+    (lambda m, n, shape, dtype: 2 * m * n * math.prod(shape),
+     "dtype=float32\n  expected 225,792,000 bytes, got 56448000 (did you forget the bytes per element?)"),
+    (lambda m, n, shape, dtype: 2 * m * math.prod(shape) * np.dtype(dtype).itemsize,
+     "memory_size=1000, num_agents=2, obs_shape=(4, 84, 84), dtype=uint8\n  expected 112,896,000 bytes, got 56448000"),
+    (lambda m, n, shape, dtype: 2 * m * n * shape[0] * shape[1] * shape[2] * np.dtype(dtype).itemsize,
+     "obs_shape=(11,), dtype=float32: raised IndexError: tuple index out of range"),
+    (lambda m, n, shape, dtype: str(solutions.observation_nbytes(m, n, shape, dtype)),
+     "expected 112,896,000 bytes, got 112896000"),
+])
+def test_observation_nbytes_mistakes(fn, message):
+    assert message in feedback("observation_nbytes", fn)
+
+
+def test_observation_nbytes_accepts_numpy_and_float_answers():
+    def numpy_answer(m, n, shape, dtype):
+        return np.int64(solutions.observation_nbytes(m, n, shape, dtype))
+
+    def float_answer(m, n, shape, dtype):
+        return float(solutions.observation_nbytes(m, n, shape, dtype))
+
+    assert EXERCISES["observation_nbytes"].check(numpy_answer, raise_on_fail=True)
+    assert EXERCISES["observation_nbytes"].check(float_answer, raise_on_fail=True)

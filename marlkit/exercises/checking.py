@@ -70,6 +70,14 @@ def not_none(result: Any, first: bool, what: str = "a result") -> Any:
     return result
 
 
+def equal(a: Any, b: Any) -> bool:
+    """``a == b`` that never raises: a student's result may hold arrays, whose ``==`` is elementwise."""
+    try:
+        return bool(a == b)
+    except Exception:  # any failure to compare means "not the same"
+        return False
+
+
 # --------------------------------------------------------------------------------------------------
 # arrays
 # --------------------------------------------------------------------------------------------------

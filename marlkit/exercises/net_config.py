@@ -1,14 +1,93 @@
-"""Exercise: which net_config entry an agent uses (single-level, per agent or per group)."""
+"""Exercises on agent groups: group agent ids by group id, and which net_config entry an agent uses."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
 
-from marlkit.exercises.checking import Mistake, call, not_none, run_check
+from marlkit.exercises.checking import Mistake, call, equal, not_none, run_check
 from marlkit.exercises.solutions import resolve_for_agent as reference_resolve
-from marlkit.networks.config import NETWORK_KEYS, group_id
+from marlkit.networks.config import NETWORK_KEYS, group_agents, group_id
 
+# --------------------------------------------------------------------------------------------------
+# grouping agent ids
+# --------------------------------------------------------------------------------------------------
+MY_GROUP_AGENTS_STUB = '''\
+def my_group_agents(agent_ids):
+    """Group agent ids by their group id, as marlkit's group_agents does.
+
+    agent_ids: list of agent ids, e.g. ["bob_0", "bob_1", "fred_0"]
+
+    Returns a dict {group_id: [agent ids]}, e.g. {"bob": ["bob_0", "bob_1"], "fred": ["fred_0"]}:
+    groups in the order their first agent appears in agent_ids, and each group's agents in their
+    order in agent_ids. Use my_group_id from above for an agent's group id ("red_team_12" ->
+    "red_team", "agent_x" -> "agent_x").
+    """
+    # YOUR CODE HERE
+    raise NotImplementedError
+'''
+
+GROUP_AGENTS_CASES = [
+    ["bob_0", "bob_1", "fred_0", "fred_1"],
+    ["speaker_0", "listener_0"],
+    ["red_1", "blue_0", "red_0", "referee"],
+    ["agent_10", "agent_2", "agent_x", "agent_x_3"],
+]
+
+
+def _grouped_by(agent_ids: list[str], group_of: Callable[[str], str]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for agent in agent_ids:
+        groups.setdefault(group_of(agent), []).append(agent)
+    return groups
+
+
+# Common mistakes: each returns the wrong grouping a student's code would give.
+GROUP_AGENTS_MISTAKES = [
+    (lambda ids: {g: sorted(members) for g, members in group_agents(ids).items()},
+     "each group's agents keep their order in agent_ids: do not sort them"),
+    (lambda ids: _grouped_by(ids, lambda agent: agent.split("_")[0]),
+     "the group id drops only a trailing _<int>: the group of 'agent_x_3' is 'agent_x', not 'agent' "
+     "(use my_group_id)"),
+    (lambda ids: _grouped_by(ids, lambda agent: agent.rsplit("_", 1)[0]),
+     "an id without a _<int> suffix is its own group: the group of 'agent_x' is 'agent_x' (use my_group_id)"),
+    (lambda ids: {g: members[:1] for g, members in group_agents(ids).items()},
+     "each group lists all of its agents, not only the first one"),
+    (lambda ids: {g: len(members) for g, members in group_agents(ids).items()},
+     "each group maps to the list of its agent ids, not to how many there are"),
+]
+
+
+def _explain_group_agents_error(agent_ids: list[str]) -> Callable[[Exception], str]:
+    return lambda err: f"your function raised {type(err).__name__}: {err}\n  agent_ids={agent_ids}"
+
+
+def check_group_agents(fn: Callable, raise_on_fail: bool = False) -> bool:
+    """Check ``my_group_agents(agent_ids)`` against marlkit's ``group_agents`` (see ``MY_GROUP_AGENTS_STUB``)."""
+
+    def check() -> str:
+        for i, agent_ids in enumerate(GROUP_AGENTS_CASES):
+            result = call(fn, list(agent_ids), explain=_explain_group_agents_error(agent_ids))
+            got = not_none(result, first=i == 0, what="a dict {group_id: [agent ids]}")
+            if not isinstance(got, dict):
+                raise Mistake(f"return a dict {{group_id: [agent ids]}}, got {type(got).__name__}: {got!r}")
+            expected = group_agents(agent_ids)
+            if equal(got, expected) and list(got) == list(expected):
+                continue
+            if equal(got, expected):  # equal dicts in another order: only the order of the groups is wrong
+                message = f"the groups come in the order their first agent appears in agent_ids: {list(expected)}"
+            else:
+                message = next((m for wrong, m in GROUP_AGENTS_MISTAKES if equal(wrong(agent_ids), got)), None)
+            detail = f"for {agent_ids} expected {expected}, got {got}"
+            raise Mistake(f"{message}\n  {detail}" if message else detail)
+        return f"matches marlkit's group_agents on {len(GROUP_AGENTS_CASES)} lists of agent ids"
+
+    return run_check("my_group_agents", check, raise_on_fail)
+
+
+# --------------------------------------------------------------------------------------------------
+# which net_config entry an agent uses
+# --------------------------------------------------------------------------------------------------
 RESOLVE_FOR_AGENT_STUB = '''\
 def resolve_for_agent(net_config, agent_id):
     """The entry of `net_config` that agent `agent_id` uses (before defaults are filled in).

@@ -33,6 +33,18 @@ def critic_target(reward: torch.Tensor, done: torch.Tensor, next_q: torch.Tensor
         return reward + gamma * (1.0 - done) * next_q
 
 
+def td3_target(
+    reward: torch.Tensor, done: torch.Tensor, next_q1: torch.Tensor, next_q2: torch.Tensor, gamma: float
+) -> torch.Tensor:
+    """``y = r + gamma * (1 - done) * min(Q'_1, Q'_2)``, the minimum taken row by row; no gradient flows through y.
+
+    Mirrors ``MATD3._target_q`` (clipped double-Q) inside step (2) of ``MADDPG.learn``.
+    """
+    with torch.no_grad():
+        # the smaller of two independently trained critics counters the over-estimate a max-seeking actor exploits
+        return reward + gamma * (1.0 - done) * torch.min(next_q1, next_q2)
+
+
 def gae(
     rewards: np.ndarray,
     values: np.ndarray,
@@ -90,6 +102,18 @@ def select_parents(fitnesses: Sequence[float], draws: Sequence[Sequence[int]], e
     return parents
 
 
+def my_group_agents(agent_ids: Sequence[str]) -> dict[str, list[str]]:
+    """``{group_id: [agent ids]}``, groups and their agents in first-seen order.
+
+    Mirrors ``group_agents`` in ``marlkit.networks.config``.
+    """
+    groups: dict[str, list[str]] = {}
+    for agent in agent_ids:
+        # dicts keep insertion order: a group's key goes in when its first agent is seen
+        groups.setdefault(group_id(agent), []).append(agent)
+    return groups
+
+
 def resolve_for_agent(net_config: dict, agent_id: str) -> dict:
     """The net_config entry an agent uses: single-level, else its own entry, else its group's, else {}.
 
@@ -99,3 +123,24 @@ def resolve_for_agent(net_config: dict, agent_id: str) -> dict:
         return net_config  # single-level: one config for every agent
     # group_id strips a trailing "_<int>" only: "blue_team_1" -> "blue_team", "adversary" -> "adversary"
     return net_config.get(agent_id, net_config.get(group_id(agent_id), {}))
+
+
+def all_members_reached(fitness_histories: Sequence[Sequence[float]], target: float | None, window: int = 3) -> bool:
+    """True when every member's mean of its last ``window`` evaluations is >= target; never when target is None.
+
+    Mirrors ``target_reached`` in ``marlkit.training.evolution`` (a member given as its fitness list).
+    """
+    if target is None:
+        return False  # no target: the run always takes its full number of steps
+    # a member that was never evaluated has no mean yet, so the population cannot have reached the target
+    return all(len(history) > 0 and float(np.mean(history[-window:])) >= target for history in fitness_histories)
+
+
+def observation_nbytes(memory_size: int, num_agents: int, obs_shape: Sequence[int], dtype: np.dtype | type) -> int:
+    """``2 * num_agents * memory_size * prod(obs_shape) * itemsize``: state and next_state, every agent.
+
+    Mirrors ``MultiAgentReplayBuffer.nbytes`` for a buffer of the fields ``["state", "next_state"]``: it
+    reserves one (memory_size, *obs_shape) array of the observations' dtype per field and agent.
+    """
+    one_observation = math.prod(obs_shape) * np.dtype(dtype).itemsize
+    return 2 * num_agents * memory_size * one_observation
