@@ -11,20 +11,14 @@ from __future__ import annotations
 import ast
 import copy
 import inspect
-import sys
 import textwrap
 from collections.abc import Callable
-from functools import cache
 
 import nbformat
 
 from marlkit.exercises import EXERCISES, solutions
 
 STUB_MARKER = "# YOUR CODE HERE"
-
-# An import a solution needs: (module, name, alias); name None for ``import module [as alias]``.
-Import = tuple[str, str | None, str | None]
-
 
 def stub_functions(source: str, where: str = "a cell") -> list[str]:
     """Names of the functions ``source`` defines with a ``# YOUR CODE HERE`` marker in their body."""
@@ -39,82 +33,35 @@ def stub_functions(source: str, where: str = "a cell") -> list[str]:
             and any(STUB_MARKER in line for line in lines[node.lineno - 1:node.end_lineno])]
 
 
-@cache
-def _solutions_module_names() -> dict[str, Import | ast.FunctionDef | None]:
-    """Every top-level name of ``solutions``: how it is imported, its function definition, or None (a constant)."""
-    names: dict[str, Import | ast.FunctionDef | None] = {}
+def _imports_for(used: set[str]) -> list[str]:
+    """The import statements of ``solutions`` (in its order) cut down to the names in ``used``."""
+    lines = []
     for node in ast.parse(inspect.getsource(solutions)).body:
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                names[alias.asname or alias.name.split(".")[0]] = (alias.name, None, alias.asname)
-        elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
-            for alias in node.names:
-                names[alias.asname or alias.name] = (node.module, alias.name, alias.asname)
-        elif isinstance(node, ast.FunctionDef):
-            names[node.name] = node
-        elif isinstance(node, ast.Assign | ast.AnnAssign):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names.update({t.id: None for t in targets if isinstance(t, ast.Name)})
-    return names
-
-
-def _import_lines(imports: set[Import]) -> str:
-    """The import block, sorted as isort does: standard library, third party, marlkit; ``import`` before ``from``."""
-
-    def section(module: str) -> int:
-        top = module.split(".")[0]
-        return 0 if top in sys.stdlib_module_names else 2 if top == "marlkit" else 1
-
-    def as_part(alias: str | None) -> str:
-        return f" as {alias}" if alias else ""
-
-    blocks = []
-    for number in range(3):
-        mine = [i for i in imports if section(i[0]) == number]
-        lines = sorted(f"import {module}{as_part(alias)}" for module, name, alias in mine if name is None)
-        for module in sorted({module for module, name, _ in mine if name is not None}):
-            names = sorted(f"{name}{as_part(alias)}" for m, name, alias in mine if m == module and name is not None)
-            lines.append(f"from {module} import {', '.join(names)}")
-        if lines:
-            blocks.append("\n".join(lines))
-    return "\n\n".join(blocks)
-
-
-def _used_names(function: ast.FunctionDef) -> set[str]:
-    """Names a function reads (annotations included: a notebook evaluates them when it runs the ``def``)."""
-    return {node.id for node in ast.walk(function) if isinstance(node, ast.Name)}
+        if not isinstance(node, ast.Import | ast.ImportFrom) or getattr(node, "module", None) == "__future__":
+            continue
+        kept = [a for a in node.names if (a.asname or a.name.split(".")[0]) in used]
+        if kept:
+            names = ", ".join(a.name + (f" as {a.asname}" if a.asname else "") for a in kept)
+            is_from = isinstance(node, ast.ImportFrom)
+            lines.append(f"from {node.module} import {names}" if is_from else f"import {names}")
+    return lines
 
 
 def solution_source(name: str) -> str:
     """A cell that defines ``name``'s reference solution and runs on its own.
 
-    It starts with the imports the solution needs, then the private helpers of ``solutions`` it calls
-    (their source, so a teacher sees all of the answer), then the solution itself. Another exercise's
-    solution that it calls (``select_parents`` calls ``tournament_winner``) is imported from
-    ``marlkit.exercises.solutions``.
+    It starts with the imports the solution needs: those of ``marlkit.exercises.solutions`` that it uses,
+    and the module's own functions it calls (a private helper, or another exercise's solution, as
+    ``select_parents`` calls ``tournament_winner``), imported from it. Then the solution itself.
     """
-    module = _solutions_module_names()
-    imports: set[Import] = set()
-    helpers: list[str] = []  # private helpers, each before the functions that call it
-    seen = {name}
-
-    def collect(function: ast.FunctionDef) -> None:
-        for used in sorted(_used_names(function) - seen):
-            seen.add(used)
-            found = module.get(used, False)
-            if isinstance(found, tuple):
-                imports.add(found)
-            elif isinstance(found, ast.FunctionDef) and used.startswith("_"):
-                collect(found)
-                helpers.append(inspect.getsource(getattr(solutions, used)))
-            elif found is not False:  # a public solution or a constant of the solutions module
-                imports.add((solutions.__name__, used, None))
-
-    function = EXERCISES[name].solution
-    collect(ast.parse(textwrap.dedent(inspect.getsource(function))).body[0])
-    parts = [_import_lines(imports)] if imports else []
-    parts += [helper.strip("\n") for helper in helpers] + [inspect.getsource(function).strip("\n")]
-    return "\n\n\n".join(parts)
+    source = inspect.getsource(EXERCISES[name].solution).strip("\n")
+    used = {node.id for node in ast.walk(ast.parse(textwrap.dedent(source))) if isinstance(node, ast.Name)}
+    lines = _imports_for(used)
+    own = sorted(n for n in used - {name} if inspect.isfunction(getattr(solutions, n, None))
+                 and getattr(solutions, n).__module__ == solutions.__name__)
+    if own:
+        lines.append(f"from {solutions.__name__} import {', '.join(own)}")
+    return "\n".join(lines) + "\n\n\n" + source if lines else source
 
 
 def _calls(source: str, check: Callable) -> bool:
