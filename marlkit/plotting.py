@@ -138,13 +138,17 @@ def plot_hyperparameters(
 ) -> Figure:
     """One panel per hyperparameter; in each, one step line per final member's ancestry.
 
-    ``names`` defaults to every hyperparameter in the record. A panel switches to a log y-axis when
+    ``names`` defaults to every numeric hyperparameter in the record. A panel switches to a log y-axis when
     its values span more than a factor of 20 (learning rates, batch sizes).
     """
     generations, meta = _load(source)
     _check_nonempty(generations)
     if names is None:
-        names = list(dict.fromkeys(n for gen in generations for m in gen["members"] for n in m["hyperparameters"]))
+        # numbers only: a per-agent value (e.g. an expl_noise dict) has no single line to draw
+        names = list(dict.fromkeys(
+            n for gen in generations for m in gen["members"] for n, v in m["hyperparameters"].items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        ))
     if not names:
         raise ValueError("the run record holds no hyperparameters to plot")
 

@@ -381,22 +381,31 @@ Now the real task, set up as in the guide: an `AsyncPettingZooVecEnv` of 8 sub-e
 that is plain MATD3, and `train_multi_agent_off_policy` still gives us the guide's loop, evaluations
 every `EVO_STEPS` env steps and a run record. Chapter 7 turns on evolution.
 
-Three departures from the guide's numbers, for a run of minutes rather than hours:
+Departures from the guide's numbers, for a run of minutes rather than hours. They are those of marlkit's
+`speaker-listener` preset (`marlkit.presets`, whose comments list the measurements behind them):
 
-* `BATCH_SIZE = 128` and `LEARN_STEP = 8` (one `learn` per vector step of 8 sub-envs), as in marlkit's
-  `speaker-listener` preset (`marlkit.presets`); the guide learns once per 100 env steps.
-* **Wide exploration**: Gaussian noise (`O_U_NOISE: False`) with `EXPL_NOISE = 0.5`, a standard deviation
-  of $0.5 \times$ the half-range $= 0.25$ in Speaker Listener's $[0, 1]$ action units.
+* `BATCH_SIZE = 128` and `LEARN_STEP = 8` (one `learn` per vector step of 8 sub-envs); the guide learns
+  once per 100 env steps.
+* **Exploration per agent**: Gaussian noise (`O_U_NOISE: False`) with
+  `EXPL_NOISE = {"speaker_0": 0.1, "listener_0": 1.2}`, standard deviations relative to the half-range
+  of the action bounds. The listener's $1.2 \times 0.5 = 0.6$ in $[0, 1]$ action units clips most noisy
+  actions to a bound: it tries every direction at full force. The speaker's message must stay close to
+  the one it will send greedily: with wide noise its training messages are random corners of the box,
+  unrelated to the goal, and the listener learns to ignore them.
+* **Stability**: `layer_norm: True` in every hidden layer of the networks, and `LR_ACTOR = 1e-4` (the
+  critic keeps `1e-3`), so each actor follows a critic that has settled. MADDPG's penalty on the
+  actor's pre-tanh outputs (`PREACTIVATION_PENALTY` in `maddpg.py`) does the rest: it keeps tanh out of
+  saturation, where the critic's gradient could no longer move an action.
 * **A random warm-up**: the replay buffer starts with `WARMUP_STEPS` transitions of uniformly random
   actions, as in TD3's reference implementation (whose first 25,000 steps are random).
 
-Why the last two: an actor climbs its critic, and a critic that has only seen a narrow band of actions
-around the current policy has an *invented* slope outside it (section 5.1's lesson again, now along the
-action axes). The guide's Ornstein-Uhlenbeck noise restarts at every episode end and, with `DT = 0.01`,
-grows to a standard deviation of only about $0.1\sqrt{25 \times 0.01} = 0.05$ within a 25-step episode.
-In our first attempts with it, the listener's outputs drifted to the bounds of $[0, 1]$ within 20,000
-steps (left and right both near 1, up and down both near 0, so it stood still), and every later
-evaluation scored exactly what a listener that never moves scores. Exercise 6 reproduces that.
+Why so much care about the action box: an actor climbs its critic, and a critic that has only seen a
+narrow band of actions around the current policy has an *invented* slope outside it (section 5.1's
+lesson again, now along the action axes). The guide's Ornstein-Uhlenbeck noise restarts at every episode
+end and, with `DT = 0.01`, grows to a standard deviation of only about $0.1\sqrt{25 \times 0.01} = 0.05$
+within a 25-step episode. In our first attempts with it, the listener's outputs drifted to the bounds of
+$[0, 1]$ within 20,000 steps (left and right both near 1, up and down both near 0, so it stood still), and
+every later evaluation scored exactly what a listener that never moves scores. Exercise 6 reproduces that.
 """),
 code(r"""
 env = AsyncPettingZooVecEnv([lambda: make_speaker_listener() for _ in range(NUM_ENVS)])
@@ -407,11 +416,12 @@ action_spaces = [env.single_action_space(a) for a in env.agents]
 INIT_HP = {
     "BATCH_SIZE": 128,  # batch size
     "O_U_NOISE": False,  # Gaussian exploration noise (the guide: True, Ornstein-Uhlenbeck)
-    "EXPL_NOISE": 0.5,  # noise std, relative to the half-range of the action bounds (the guide: 0.1)
+    # noise std per agent, relative to the half-range of the action bounds (the guide: 0.1 for all)
+    "EXPL_NOISE": {"speaker_0": 0.1, "listener_0": 1.2},
     "MEAN_NOISE": 0.0,  # mean action noise
     "THETA": 0.15,  # rate of mean reversion in OU noise
     "DT": 0.01,  # timestep for OU noise
-    "LR_ACTOR": 0.001,  # actor learning rate
+    "LR_ACTOR": 1e-4,  # actor learning rate (the guide: 0.001)
     "LR_CRITIC": 0.001,  # critic learning rate
     "GAMMA": 0.95,  # discount factor
     "MEMORY_SIZE": 100_000,  # max memory buffer size
@@ -421,11 +431,11 @@ INIT_HP = {
     "POP_SIZE": 1,  # a population of one
     "AGENT_IDS": env.agents,
 }
-NET_CONFIG = {
-    "speaker_0": {"encoder_config": {"hidden_size": [64, 64], "activation": "ReLU"},
-                  "head_config": {"hidden_size": [64]}},
-    "listener_0": {"encoder_config": {"hidden_size": [64, 64], "activation": "ReLU"},
-                   "head_config": {"hidden_size": [64]}},
+NET_CONFIG = {  # the guide's, plus LayerNorm after every hidden layer
+    "speaker_0": {"encoder_config": {"hidden_size": [64, 64], "activation": "ReLU", "layer_norm": True},
+                  "head_config": {"hidden_size": [64], "layer_norm": True}},
+    "listener_0": {"encoder_config": {"hidden_size": [64, 64], "activation": "ReLU", "layer_norm": True},
+                   "head_config": {"hidden_size": [64], "layer_norm": True}},
 }
 pop = create_population("MATD3", observation_spaces, action_spaces, NET_CONFIG, INIT_HP,
                         population_size=INIT_HP["POP_SIZE"], num_envs=NUM_ENVS, seed=SEED)
@@ -591,8 +601,9 @@ md(r"""
   `policy_freq` calls. `critic_groups = ("critics", "critics_2")` makes MADDPG's loop train both critics.
 * The guide's set-up (vector env, `INIT_HP`, `NET_CONFIG`, `create_population`, a shared replay buffer,
   `train_multi_agent_off_policy`) trains MATD3 on Simple Speaker Listener; with `tournament=None` and
-  `mutation=None` it is plain training of one agent. For a short run, wide exploration and a random
-  warm-up keep the critic informed about the whole action box, so the actor does not saturate.
+  `mutation=None` it is plain training of one agent. For a short run, wide exploration for the listener
+  (narrow for the speaker, whose message must mean something), a random warm-up, LayerNorm, a slower
+  actor and a pre-activation penalty keep the critic informed and the actor out of saturation.
 
 ## Exercises
 
@@ -609,6 +620,11 @@ md(r"""
 5. **MADDPG instead.** Change `"MATD3"` to `"MADDPG"` in 5.4 (in `create_population` and in the training
    call). `INIT_HP` still contains `POLICY_FREQ`: what does `create_population` do with it, and why is
    that the guide's behaviour? (Read `marlkit.hpo.population.TRAINING_KEYS`.) Compare the learning curves.
+6. **The guide's exploration.** In 5.4 set `"O_U_NOISE": True` and `"EXPL_NOISE": 0.1`, re-run the
+   section and the look at the listener's actions at its end. Which action components end at a bound,
+   and what does that mean for the force on the listener? Then try `"EXPL_NOISE": 1.2` for both agents:
+   does the listener still react to the speaker's message? (Compare the scores with a listener that
+   parks at the landmarks' centre, about $-30$.)
 """),
 code(EXERCISES["td3_target"].stub),
 md(r"""
@@ -1558,17 +1574,19 @@ Everything together, as in the guide: a vector env, a population of `POP_SIZE` M
 `Mutations`, and `train_multi_agent_off_policy`. Each generation every member trains `EVO_STEPS` env
 steps, so `max_steps = POP_SIZE * EVO_STEPS * GENERATIONS` gives `GENERATIONS` generations. A run this
 short cannot solve the task (chapter 5 needed tens of thousands of steps for one agent); the point is to
-watch the machinery. Exploration is chapter 5's (wide Gaussian noise, and a replay buffer that starts
-with random transitions). `LiveTrainingView` is passed as `on_generation`: in a live notebook it
+watch the machinery. The set-up is chapter 5's (per-agent Gaussian noise, LayerNorm, a slower actor, and
+a replay buffer that starts with random transitions). `LiveTrainingView` is passed as `on_generation`: in a live notebook it
 redraws the population's fitness after every generation.
 """),
 code(r"""
 env = AsyncPettingZooVecEnv([lambda: make_speaker_listener() for _ in range(NUM_ENVS)])
 env.reset(seed=SEED)
-INIT_HP = {"BATCH_SIZE": 128, "O_U_NOISE": False, "EXPL_NOISE": 0.5, "MEAN_NOISE": 0.0, "THETA": 0.15, "DT": 0.01,
-           "LR_ACTOR": 1e-3, "LR_CRITIC": 1e-3, "GAMMA": 0.95, "MEMORY_SIZE": 100_000, "LEARN_STEP": 8, "TAU": 0.01,
-           "POLICY_FREQ": 2, "POP_SIZE": POP_SIZE, "AGENT_IDS": env.agents}
-NET_CONFIG = {"encoder_config": {"hidden_size": [64, 64]}, "head_config": {"hidden_size": [64]}}
+INIT_HP = {"BATCH_SIZE": 128, "O_U_NOISE": False, "EXPL_NOISE": {"speaker_0": 0.1, "listener_0": 1.2},
+           "MEAN_NOISE": 0.0, "THETA": 0.15, "DT": 0.01, "LR_ACTOR": 1e-4, "LR_CRITIC": 1e-3, "GAMMA": 0.95,
+           "MEMORY_SIZE": 100_000, "LEARN_STEP": 8, "TAU": 0.01, "POLICY_FREQ": 2, "POP_SIZE": POP_SIZE,
+           "AGENT_IDS": env.agents}
+NET_CONFIG = {"encoder_config": {"hidden_size": [64, 64], "layer_norm": True},
+              "head_config": {"hidden_size": [64], "layer_norm": True}}
 hp_config = HyperparameterConfig(
     lr_actor=RLParameter(min=1e-4, max=1e-2),
     lr_critic=RLParameter(min=1e-4, max=1e-2),

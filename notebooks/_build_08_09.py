@@ -51,8 +51,9 @@ CH08 = [
 The previous chapters built every piece on its own: vectorised environments, networks configured with
 `net_config`, the replay buffer, MADDPG and MATD3, tournament selection and mutations. This chapter puts
 them together the way the guide does and runs them for real: a population of four MATD3 agents learns
-Simple Speaker Listener for the preset's 200,000 environment steps, while evolution tunes their
-learning rates, batch sizes and learning frequencies. Then we read what came out: the fitness curve,
+Simple Speaker Listener, for at most the preset's 200,000 environment steps and until every member has
+reached the guide's target, while evolution tunes their learning rates, batch sizes and learning
+frequencies. Then we read what came out: the fitness curve,
 the hyperparameters evolution chose, the family tree, the elite's checkpoint, and a fair comparison of
 the elite with a random policy.
 
@@ -78,7 +79,7 @@ import os
 QUICK = os.environ.get("MARLKIT_QUICK", "0") == "1"  # the one knob: quick run (CI) or full run
 SEED = 0
 PRESET = "speaker-listener"
-# Full run: the preset as it stands (200,000 env steps, 10,000 steps per member per generation, target -30).
+# Full run: the preset as it stands (at most 200,000 env steps, 5,000 per member per generation, target -30).
 # Quick run: 8,000 env steps in two generations of 1,000 steps per member (about a minute).
 QUICK_TRAIN = {"max_steps": 8_000, "evo_steps": 1_000}
 EVAL_EPISODES = 100  # fresh episodes for the final comparison, the same in both modes
@@ -145,11 +146,14 @@ print("MUT_P =", pformat(MUT_P, sort_dicts=False))
 Reading a few entries: `LEARN_STEP: 8` with 8 sub-environments means one `learn` call per vectorised
 step, each on a batch of `BATCH_SIZE: 128` transitions from a buffer of `MEMORY_SIZE: 100000`;
 `POLICY_FREQ: 2` is MATD3's delayed actor update (the actors learn on every second call);
-`O_U_NOISE: False` with `EXPL_NOISE: 1.2` explores with Gaussian noise whose standard deviation is 1.2
-times the half-range of each action box, far wider than the guide's Ornstein-Uhlenbeck noise of scale 0.1.
-Most noisy actions are clipped to a bound, so the listener is pushed hard in random directions and the
-critics see what every kind of move is worth; `marlkit/presets.py` lists the single-agent runs behind
-this choice (after 50,000 steps: -55 with the guide's noise, -25 with this one). The training loop's
+`O_U_NOISE: False` explores with Gaussian noise, and `EXPL_NOISE` gives each agent its own standard
+deviation, relative to the half-range of its action box (the guide: Ornstein-Uhlenbeck noise of scale
+0.1 for everyone). The listener's 1.2 clips most noisy actions to a bound, so it is pushed hard in random
+directions and the critics see what every kind of move is worth. The speaker's 0.1 keeps the message it
+sends while training close to the one it sends greedily, so the message can carry the goal; with 1.2 its
+training messages would be random corners of the box and the listener would learn to ignore them.
+`LR_ACTOR: 0.0001` (ten times below the critics' rate) and `layer_norm: True` in `NET_CONFIG` keep
+training steady (chapter 5 has the details, `marlkit/presets.py` the measurements). The training loop's
 settings (the last one depends on the quick/full knob):
 """),
     code(r'''
@@ -162,8 +166,10 @@ print(f"one generation = {INIT_HP['POP_SIZE']} members x {TRAIN['evo_steps']:,} 
       f" = {generation_steps:,} env steps; at most {TRAIN['max_steps'] // generation_steps} generations")
 ''', tags=IGNORE),
     md(r"""
-`max_steps` counts the environment steps of the *whole population*: 200,000 steps are five
-generations in which every member acts for 10,000 steps. The guide writes the hyperparameter bounds
+`max_steps` counts the environment steps of the *whole population*: 200,000 steps are ten
+generations in which every member acts for 5,000 steps. `eval_loop: 2` makes each evaluation two rounds
+of one greedy episode per sub-environment, 16 episodes: one 8-episode score of a fixed policy scatters
+with a standard deviation of about 8 on this task, enough to fail a good member or promote a lucky one. The guide writes the hyperparameter bounds
 with `RLParameter`; here they are, written out as in the guide, and compared with the preset's plain
 form:
 """),
@@ -246,7 +252,7 @@ actions (3 + 11 observation features and 3 + 5 action features). Every member st
 `train_multi_agent_off_policy` runs generations until `max_steps` env steps are taken or the target is
 reached. In one generation each member in turn acts for `evo_steps` steps, saving every transition into
 the buffer that the whole population shares and learning every `learn_step` steps; then every member is
-evaluated (one greedy episode in each sub-environment, `eval_loop=1`), the generation is written to the
+evaluated (two greedy episodes in each sub-environment, `eval_loop=2`), the generation is written to the
 run record, the best member is saved as `elite.pt`, and tournament selection and mutation make the next
 population.
 

@@ -176,6 +176,58 @@ def test_hyperparameter_takes_effect_at_once(cls):
 
 
 @pytest.mark.parametrize("cls", OFF_POLICY)
+def test_per_agent_exploration_noise(cls, tmp_path):
+    # by agent id, or by group id ("listener" covers listener_0); an agent's own entry wins
+    agent = make(cls, O_U_noise=False, expl_noise={"speaker_0": 0.05, "listener": 1.5})
+    assert agent.noises["speaker_0"].scale == 0.05 and agent.noises["listener_0"].scale == 1.5
+    # the noise really differs: speaker actions stay near the greedy ones, listener actions do not
+    obs = {a: np.zeros((2, s.shape[0]), np.float32) for a, s in zip(AGENTS, OBS)}
+    agent.set_training_mode(False)
+    greedy = agent.get_action(obs)[0]
+    agent.set_training_mode(True)
+    spread = {a: [] for a in AGENTS}
+    for _ in range(50):
+        noisy = agent.get_action(obs)[0]
+        for a in AGENTS:
+            spread[a].append(np.abs(noisy[a] - greedy[a]).mean())
+    assert np.mean(spread["speaker_0"]) < 0.05 < 0.2 < np.mean(spread["listener_0"])
+    # survives checkpoints (plain data) and clones
+    agent.save_checkpoint(tmp_path / "a.pt")
+    loaded = cls.load(tmp_path / "a.pt")
+    assert loaded.noises["listener_0"].scale == 1.5 and loaded.expl_noise == {"speaker_0": 0.05, "listener": 1.5}
+    assert agent.clone().noises["speaker_0"].scale == 0.05
+    # one number again sets every agent; a dict can be set too
+    agent.set_hyperparameter("expl_noise", 0.3)
+    assert [n.scale for n in agent.noises.values()] == [0.3, 0.3]
+    agent.set_hyperparameter("expl_noise", {"speaker_0": 0.0, "listener_0": 0.7})
+    assert [agent.noises[a].scale for a in AGENTS] == [0.0, 0.7]
+
+
+@pytest.mark.parametrize(
+    "expl_noise, message",
+    [
+        ({"speaker_0": 0.1, "listner_0": 1.0}, r"unknown agent\(s\) \['listner_0'\]"),
+        ({"speaker_0": 0.1}, "no value for agent 'listener_0'"),
+        ({"speaker_0": 0.1, "listener_0": -1.0}, "agent 'listener_0' must be a non-negative number"),
+        ({"speaker_0": 0.1, "listener_0": "big"}, "agent 'listener_0' must be a non-negative number"),
+    ],
+)
+def test_per_agent_exploration_noise_errors(expl_noise, message):
+    with pytest.raises(ValueError, match=message):
+        make(MATD3, expl_noise=expl_noise)
+    agent = make(MATD3)
+    with pytest.raises(ValueError, match=message):
+        agent.set_hyperparameter("expl_noise", expl_noise)
+    assert agent.expl_noise == 0.1  # a refused value changes nothing
+
+
+def test_per_agent_noise_cannot_be_evolved():
+    agent = make(MATD3, expl_noise={"speaker_0": 0.1, "listener_0": 1.0})
+    with pytest.raises(ValueError, match="hp_config key 'expl_noise'.*single numbers only"):
+        HyperparameterConfig(expl_noise=RLParameter(min=0.0, max=2.0)).check(agent)
+
+
+@pytest.mark.parametrize("cls", OFF_POLICY)
 @pytest.mark.parametrize("actions", [ACT_BOX, ACT_DISCRETE])
 def test_200_random_mutations_keep_a_working_agent(cls, actions):
     agent = make(cls, actions)

@@ -102,7 +102,8 @@ def test_train_with_yaml_overrides_writes_the_run_directory(tmp_path, capsys):
     for name in ("fitness.png", "hyperparameters.png", "elite.pt", "generations.jsonl", "config.yaml"):
         assert (run_dir / name).is_file(), name
     written = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert written["INIT_HP"]["BATCH_SIZE"] == 8 and written["INIT_HP"]["EXPL_NOISE"] == 1.2  # merged, not replaced
+    assert written["INIT_HP"]["BATCH_SIZE"] == 8  # merged, not replaced: the preset's other keys stay
+    assert written["INIT_HP"]["EXPL_NOISE"] == {"speaker_0": 0.1, "listener_0": 1.2}
     assert written["NET_CONFIG"] == {"encoder_config": {"hidden_size": [20]}, "head_config": {"hidden_size": [16]}}
     assert written["train"]["max_steps"] == 64 and written["train"]["learning_delay"] == 0
     generations = [json.loads(line) for line in (run_dir / "generations.jsonl").read_text().splitlines()]

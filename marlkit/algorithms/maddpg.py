@@ -19,12 +19,16 @@ three hooks: :meth:`_target_actions`, :meth:`_target_q` and :meth:`_update_actor
 
 Actions. Box actions: the actor's tanh output scaled to the bounds; exploration adds Ornstein-Uhlenbeck or
 Gaussian noise of std ``expl_noise`` times the half-range of the bounds, clipped to the bounds.
+``expl_noise`` may differ per agent (a dict keyed by agent or group id): in Speaker Listener the speaker's
+message must stay close to what it will send greedily, or the listener learns to ignore it, while the
+listener needs wide noise to find the landmarks.
 Discrete actions: the actor outputs a one-hot; during training it is a Gumbel-Softmax sample (the
 exploration) with a straight-through gradient, so the critic's gradient reaches the logits.
 """
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,7 +41,11 @@ from marlkit.algorithms.base import MultiAgentAlgorithm
 from marlkit.algorithms.noise import ActionNoise
 from marlkit.networks import DeterministicActor, QCritic, group_id, resolve_net_config
 
-PREACTIVATION_PENALTY = 1e-3
+# Weight of the penalty on the actor's pre-activations (see step (4) of ``learn``). Discrete logits: 1e-3,
+# as in the original MADDPG code. Box actions: 0.1. With 1e-3 the Speaker Listener listener's pre-tanh
+# outputs grew to |3-4| within 5,000 env steps (tanh' ~ 0.01): its greedy policy drove full throttle in one
+# direction (episode scores near -500) and the vanishing gradient kept it there for thousands of updates.
+PREACTIVATION_PENALTY = {"box": 0.1, "discrete": 1e-3}
 
 
 class MADDPG(MultiAgentAlgorithm):
@@ -48,7 +56,8 @@ class MADDPG(MultiAgentAlgorithm):
             Box (1-D) or Discrete.
         agent_ids: agent names; ``<group_id>_<idx>`` names form groups (see ``share_parameters``).
         O_U_noise: Ornstein-Uhlenbeck exploration noise (else Gaussian).
-        expl_noise: noise std, relative to the half-range of the action bounds.
+        expl_noise: noise std, relative to the half-range of the action bounds; one number for every
+            agent, or a dict ``{agent_or_group_id: std}`` covering every agent with Box actions.
         vect_noise_dim: number of sub-envs (one noise state each).
         mean_noise, theta, dt: Ornstein-Uhlenbeck parameters.
         index: position in the population.
@@ -73,7 +82,7 @@ class MADDPG(MultiAgentAlgorithm):
         action_spaces: Sequence[spaces.Space],
         agent_ids: Sequence[str],
         O_U_noise: bool = True,
-        expl_noise: float = 0.1,
+        expl_noise: float | Mapping[str, float] = 0.1,
         vect_noise_dim: int = 1,
         mean_noise: float = 0.0,
         theta: float = 0.15,
@@ -94,7 +103,9 @@ class MADDPG(MultiAgentAlgorithm):
         for agent, space in self.action_spaces.items():
             if not isinstance(space, (spaces.Box, spaces.Discrete)):
                 raise ValueError(f"{self.algo} acts in Box or Discrete action spaces; agent '{agent}' has {space}")
-        self.O_U_noise, self.expl_noise, self.vect_noise_dim = bool(O_U_noise), float(expl_noise), int(vect_noise_dim)
+        self.O_U_noise, self.vect_noise_dim = bool(O_U_noise), int(vect_noise_dim)
+        self.expl_noise = expl_noise if isinstance(expl_noise, Mapping) else float(expl_noise)
+        noise_scales = self._noise_scales(self.expl_noise)  # checked before any network is built
         self.mean_noise, self.theta, self.dt = float(mean_noise), float(theta), float(dt)
         self.net_config = None if net_config is None else dict(net_config)
         self.batch_size, self.learn_step = int(batch_size), int(learn_step)
@@ -126,7 +137,7 @@ class MADDPG(MultiAgentAlgorithm):
             a: ActionNoise(
                 self.vect_noise_dim,
                 space.shape[0],
-                self.expl_noise,
+                noise_scales[a],
                 self.mean_noise,
                 self.theta,
                 self.dt,
@@ -227,11 +238,32 @@ class MADDPG(MultiAgentAlgorithm):
         for noise in self.noises.values():
             noise.reset(indices)
 
+    def _noise_scales(self, expl_noise: float | Mapping[str, float]) -> dict[str, float]:
+        """``expl_noise`` (a number, or ``{agent_or_group_id: std}``) -> ``{agent: std}`` for Box-action agents."""
+        box_agents = [a for a, s in self.action_spaces.items() if isinstance(s, spaces.Box)]
+        if not isinstance(expl_noise, Mapping):
+            expl_noise = {a: expl_noise for a in box_agents}
+        known = set(self.agent_ids) | {group_id(a) for a in self.agent_ids}
+        unknown = sorted(str(k) for k in expl_noise if k not in known)
+        if unknown:
+            raise ValueError(f"expl_noise names unknown agent(s) {unknown}; agents are {self.agent_ids}")
+        scales = {}
+        for a in box_agents:
+            value = expl_noise.get(a, expl_noise.get(group_id(a)))  # an agent's own entry beats its group's
+            if value is None:
+                raise ValueError(f"expl_noise gives no value for agent '{a}' (Box actions): add '{a}' or "
+                                 f"'{group_id(a)}' to {dict(expl_noise)}")
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < float("inf"):
+                raise ValueError(f"expl_noise for agent '{a}' must be a non-negative number, got {value!r}")
+            scales[a] = float(value)
+        return scales
+
     def set_hyperparameter(self, name: str, value: Any) -> None:
+        scales = self._noise_scales(value) if name == "expl_noise" else None  # validate before setting
         super().set_hyperparameter(name, value)
-        if name == "expl_noise":
-            for noise in self.noises.values():
-                noise.scale = float(value)
+        if scales is not None:
+            for agent, noise in self.noises.items():
+                noise.scale = scales[agent]
 
     # ================================================================== learning
     def learn(self, experiences: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, dict[str, float]]:
@@ -282,9 +314,10 @@ class MADDPG(MultiAgentAlgorithm):
                 own, pre = self.actors[key].forward_with_preactivation(obs[agent])
                 joint = [own] + [actions[b] for b in order[1:]]
                 loss = -self.critics[key]([obs[b] for b in order], joint).mean()
-                # As in the original MADDPG code: a small penalty on the pre-activations keeps tanh (and
-                # the logits) out of saturation, where the critic's gradient could no longer move them.
-                loss = loss + PREACTIVATION_PENALTY * pre.pow(2).mean()
+                # As in the original MADDPG code: a penalty on the pre-activations keeps tanh (and the
+                # logits) out of saturation, where the critic's gradient could no longer move them.
+                kind = "discrete" if self.actors[key].discrete else "box"
+                loss = loss + PREACTIVATION_PENALTY[kind] * pre.pow(2).mean()
                 actor_terms.append(loss)
                 actor_losses[agent] = float(loss.detach())
             self._step(("actors",), actor_terms)

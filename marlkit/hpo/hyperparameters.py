@@ -21,6 +21,7 @@ hyperparameter mutation is therefore three lines (this is what ``Mutations`` doe
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass
 from numbers import Real
@@ -171,7 +172,7 @@ class HyperparameterConfig:
         return self.names()[int(rng.integers(len(self._params)))]
 
     def check(self, agent: Any) -> None:
-        """Raise ``ValueError`` if a configured name is not one of ``agent.hp_names``.
+        """Raise ``ValueError`` if a configured name is not one of ``agent.hp_names`` or not a number.
 
         Called when a population is created, so a typo (``lr_actr``) fails at once rather than at the
         first RL hyperparameter mutation, hours into a run.
@@ -182,6 +183,12 @@ class HyperparameterConfig:
                 raise ValueError(
                     f"hp_config key '{name}' is not a mutable hyperparameter of {type(agent).__name__}; "
                     f"expected one of {allowed}"
+                )
+            value = getattr(agent, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(
+                    f"hp_config key '{name}': this {type(agent).__name__} has {name}={value!r}, but evolution "
+                    "mutates single numbers only (e.g. a per-agent expl_noise dict cannot be mutated)"
                 )
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
