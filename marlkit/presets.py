@@ -60,9 +60,10 @@ _MUT_P = {
 # every 5,000 env steps on 32 fresh greedy episodes (score summed over both agents; a random policy scores
 # about -75, a scripted listener that parks at the landmarks' centroid -30, one told the goal -13).
 # * Exploration: Gaussian, per agent. The guide's O-U noise (0.1) barely moves the listener off the bounds
-#   of its box (-55 after 50,000 steps, before the stability changes below). Wide noise for the listener (std 1.2 x half-range) explores; the
-#   speaker gets 0.1, so the message it sends while training is the one it sends greedily and carries the
-#   goal: with 1.2 for both, messages are random corners of the box and the listener learns to ignore them.
+#   of its box (-55 after 50,000 steps, measured before the stability changes below). Wide noise for the
+#   listener (std 1.2 x half-range) explores; the speaker gets 0.1, so the message it sends while training
+#   is the one it sends greedily and carries the goal: with 1.2 for both, messages are random corners of
+#   the box and the listener learns to ignore them.
 # * Stability: LayerNorm in every hidden layer, actor learning rate 1e-4 (critic 1e-3), and the Box
 #   pre-activation penalty (marlkit.algorithms.maddpg.PREACTIVATION_PENALTY). Without them the greedy
 #   policy swung between -25 and -550 from one evaluation to the next (seeds 0 and 1, mean of the four
