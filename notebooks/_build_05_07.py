@@ -681,7 +681,7 @@ SEED = 0  # every random number in this notebook derives from it
 GAMMA = 0.9  # discount of the probe experiments
 SHARED_ROLLOUTS = 8 if QUICK else 12  # IPPO rollouts on the grouped probe (6.3)
 ASYNC_ROLLOUTS = 12 if QUICK else 20  # rollouts of the wrapped IPPO agent on the asynchronous probe (6.4)
-"""),
+""", PARAMETERS),
 code(r"""
 import inspect
 
@@ -1239,7 +1239,7 @@ NUM_ENVS = 8  # sub-envs of the vector env
 EVO_STEPS = 1_000 if QUICK else 2_400  # env steps each member trains per generation (a multiple of NUM_ENVS)
 GENERATIONS = 3 if QUICK else 7  # generations of the evolutionary run in 7.5
 WARMUP_STEPS = 1_000 if QUICK else 5_000  # random transitions the shared replay buffer starts with (7.5)
-"""),
+""", PARAMETERS),
 code(r"""
 import copy
 import inspect
