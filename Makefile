@@ -49,6 +49,7 @@ bench: $(VENV)/.marlkit-installed
 	$(PY) benchmarks/networks.py
 	$(PY) benchmarks/train_off_policy.py
 	$(PY) benchmarks/train_on_policy.py
+	$(PY) benchmarks/speaker_listener_target.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache runs book/_build book/chapters book/api book/_offline notebooks/solutions

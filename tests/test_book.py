@@ -147,6 +147,9 @@ def site(build):
                 continue
             response = page.goto(base + path, wait_until="load")
             data = page.evaluate(READ_PAGE)
+            # Let requests still in flight (MathJax fetches its font data lazily) finish before the next
+            # page; leaving would abort them, and they would be reported as failed.
+            page.wait_for_load_state("networkidle")
             data["ids"] = set(data["ids"])
             pages[path] = Page(path=path, status=response.status, errors=errors[path], **data)
     return {"base": base, "pages": pages, "redirects": redirects, "requests": requests, "failed": failed}
