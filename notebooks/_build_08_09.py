@@ -511,7 +511,7 @@ when it parks at the centre of the landmarks, without knowing which one is the g
 whose communication worked would score near the told-the-goal listener's -12.8. So this run reached
 the target the way the rule measures it, and a fresh test puts it *at* the target, not beyond: the
 elite's training evaluations (-23.8 and -23.5) were flattered by selection. (The README evaluates the
-four final members of this run on 1,000 fresh episodes: -30.0 to -31.3, against -29.1 for the centre
+four final members of this run on 1,000 fresh episodes: -30.2 to -31.7, against -29.1 for the centre
 listener on the same episodes.)
 What does the elite actually do? Its
 actions in 4 fresh episodes (the listener's action is `[no-op, -x, +x, -y, +y]`; the environment
