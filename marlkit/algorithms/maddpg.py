@@ -104,7 +104,7 @@ class MADDPG(MultiAgentAlgorithm):
             if not isinstance(space, (spaces.Box, spaces.Discrete)):
                 raise ValueError(f"{self.algo} acts in Box or Discrete action spaces; agent '{agent}' has {space}")
         self.O_U_noise, self.vect_noise_dim = bool(O_U_noise), int(vect_noise_dim)
-        self.expl_noise = expl_noise if isinstance(expl_noise, Mapping) else float(expl_noise)
+        self.expl_noise = dict(expl_noise) if isinstance(expl_noise, Mapping) else float(expl_noise)
         noise_scales = self._noise_scales(self.expl_noise)  # checked before any network is built
         self.mean_noise, self.theta, self.dt = float(mean_noise), float(theta), float(dt)
         self.net_config = None if net_config is None else dict(net_config)
