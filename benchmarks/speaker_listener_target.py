@@ -63,17 +63,6 @@ def centre_listener(obs: dict) -> dict:
     return {"speaker_0": np.zeros((len(listener), 3), np.float32), "listener_0": actions}
 
 
-def worst_last_mean(run_dir: Path) -> float:
-    """The stopping rule's number: the smallest last-3 mean over the final members (histories inherited)."""
-    history: dict[int, list[float]] = {}
-    for generation in RunRecord.load(run_dir).generations:
-        history = {
-            m["index"]: (history.get(m["parent"], []) if m["parent"] is not None else []) + [m["fitness"]]
-            for m in generation["members"]
-        }
-    return min(float(np.mean(h[-TARGET_WINDOW:])) for h in history.values())
-
-
 def learn_ms(layer_norm: bool, repeats: int = 3, calls: int = 200) -> float:
     """Best-of-``repeats`` ms of one MATD3 ``learn`` (batch 128) with the preset's networks."""
     preset = get_preset("speaker-listener")
@@ -122,12 +111,15 @@ def main() -> None:
             subprocess.run(command, check=True, capture_output=True)
             wall = time.perf_counter() - start
             steps = RunRecord.load(run_dir).generations[-1]["global_steps"]
+            pop = load_population(run_dir / "checkpoints")  # saved when training stopped, fitness histories included
+            # the stopping rule's number (marlkit.training.evolution.target_reached): the worst last-3 mean
+            worst = min(float(np.mean(agent.fitness[-TARGET_WINDOW:])) for agent in pop)
             members = []
-            for agent in load_population(run_dir / "checkpoints"):
+            for agent in pop:
                 agent.set_training_mode(False)
                 members.append(float(play(lambda obs, agent=agent: agent.get_action(obs)[0], batches).mean()))
             rows.append({"seed": seed, "env_steps": int(steps), "wall_s": round(wall, 1),
-                         "worst_last3_mean": round(worst_last_mean(run_dir), 2),
+                         "worst_last3_mean": round(worst, 2),
                          "fresh_member_means": [round(m, 2) for m in sorted(members, reverse=True)]})
         print(f"seed {seed}: {rows[-1]}", flush=True)
     learn = {"layer_norm": round(learn_ms(True), 2), "no_layer_norm": round(learn_ms(False), 2)}
