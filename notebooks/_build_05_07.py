@@ -1025,13 +1025,16 @@ for group, rollout in sharing_agent.rollouts.items():
 losses = sharing_agent.learn()  # learns from them and clears the rollouts
 """),
 md(r"""
-Because networks are shared per group, a `net_config` entry for a single agent has no network to
-configure. The guide: *"we restrict users to pass in network configurations to the groups directly"*.
-marlkit's error says so, and what to write instead:
+Because networks are shared per group, a `net_config` entry for a single agent has no network of its own
+to configure. The guide: *"we restrict users to pass in network configurations to the groups directly"*.
+marlkit accepts a per-agent key only where it cannot disagree with the rest of its group: it names the
+group's only member (as the guide's own IPPO example does with `speaker_0` and `listener_0`), or every
+member gets the same config. Two members with different configs would need two networks; marlkit's error
+says so, and what to write instead:
 """),
 code(r"""
 try:
-    IPPO(observation_spaces, action_spaces, agent_ids, net_config={"bob_0": entry, "bob_1": entry, "fred": big_entry})
+    IPPO(observation_spaces, action_spaces, agent_ids, net_config={"bob_0": entry, "bob_1": big_entry, "fred": big_entry})
 except ValueError as err:
     print("ValueError:", err)
 """),

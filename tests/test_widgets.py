@@ -98,6 +98,8 @@ def test_builder_controls_change_value_and_summary():
 
 def test_builder_shows_errors_instead_of_raising():
     builder = NetConfigBuilder(AGENT_IDS, OBS, ACT, share_parameters=True, form="per agent")
+    assert builder.error is None  # every member of a group starts with the same config: one network can have it
+    builder.entries["bob_1"].encoder_hidden.value = "64, 64"
     assert "per-agent, but IPPO shares parameters within group 'bob'; configure 'bob' instead" in builder.error
     assert "error: net_config key 'bob_0' is per-agent" in builder.summary()
     assert builder.resolved == {}
