@@ -5,7 +5,7 @@ Ornstein-Uhlenbeck noise, tournament selection + mutations every 10,000 steps. P
 of the whole training function (acting, storing, learning, evaluating, evolving) and where the time goes,
 and writes JSON.
 
-    python benchmarks/train_off_policy.py                 # 100,000 env steps
+    python benchmarks/train_off_policy.py                 # 100,000 env steps (the 4 members together)
     python benchmarks/train_off_policy.py --steps 20000   # quicker
 """
 
@@ -96,7 +96,7 @@ def run(steps: int, seed: int, run_dir: Path) -> float:
         pop,
         memory,
         INIT_HP=init_hp,
-        max_steps=steps,
+        max_steps=steps // 4,  # max_steps is each member's budget; `steps` counts the whole population
         evo_steps=10_000,
         learning_delay=1000,
         tournament=tournament,
@@ -112,7 +112,7 @@ def run(steps: int, seed: int, run_dir: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--steps", type=int, default=100_000, help="env steps of the whole population")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_off_policy.json"))
     args = parser.parse_args()

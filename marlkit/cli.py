@@ -1,11 +1,12 @@
 """The ``marlkit`` command line: ``train``, ``evaluate`` and ``render``.
 
     marlkit train --preset speaker-listener --algo MATD3 --quick
-    marlkit train --preset space-invaders --config my_hp.yaml --max-steps 500000
+    marlkit train --preset space-invaders --config my_hp.yaml --max-steps 100000   # env steps per member
     marlkit evaluate runs/<run>/elite.pt --episodes 10
     marlkit render runs/<run>/elite.pt --out elite.gif
 
-Bad flags, a missing file or an unknown preset print one line and exit with code 2.
+As in the guide, ``--max-steps`` (and a preset's ``max_steps``) is the budget of each member of the
+population, in env steps. Bad flags, a missing file or an unknown preset print one line and exit with code 2.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         tournament=tournament,
         mutation=mutations,
         save_elite=True,
-        checkpoint=train["max_steps"] // 4 or None,
+        checkpoint=train["max_steps"] // 4 or None,  # per member, like max_steps: 4 checkpoints a run
         verbose=not args.no_progress,
         seed=args.seed,
         run_dir=run_dir,
@@ -253,11 +254,12 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", default="speaker-listener", help=f"one of {sorted(PRESETS)}")
     t.add_argument("--algo", choices=("MADDPG", "MATD3", "IPPO"), help="default: the preset's")
     t.add_argument("--config", help="YAML with INIT_HP / NET_CONFIG / MUT_P / hp_config / train overrides")
-    t.add_argument("--quick", action="store_true", help="a short run (a few minutes on 2 cores)")
-    t.add_argument("--max-steps", type=int)
-    t.add_argument("--evo-steps", type=int)
+    t.add_argument("--quick", action="store_true",
+                   help="a short run: the preset's quick budget (a few minutes on 2 cores)")
+    t.add_argument("--max-steps", type=int, help="env steps of each member (the guide's max_steps)")
+    t.add_argument("--evo-steps", type=int, help="env steps of each member per generation")
     t.add_argument("--num-envs", type=int)
-    t.add_argument("--pop-size", type=int)
+    t.add_argument("--pop-size", type=int, help="members (each gets --max-steps env steps)")
     t.add_argument("--target", type=float)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--runs", default="runs", help="parent folder of run directories")

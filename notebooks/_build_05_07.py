@@ -1576,7 +1576,8 @@ md(r"""
 Everything together, as in the guide: a vector env, a population of `POP_SIZE` MATD3 agents with an
 `hp_config`, one replay buffer the whole population fills and samples, `TournamentSelection` and
 `Mutations`, and `train_multi_agent_off_policy`. Each generation every member trains `EVO_STEPS` env
-steps, so `max_steps = POP_SIZE * EVO_STEPS * GENERATIONS` gives `GENERATIONS` generations. A run this
+steps, and `max_steps` is each member's budget (as in the guide), so `max_steps = EVO_STEPS * GENERATIONS`
+gives `GENERATIONS` generations. A run this
 short is not meant to solve the task (chapter 8 does, with the preset's longer run); the point is to
 watch the machinery. The set-up is chapter 5's (per-agent Gaussian noise, LayerNorm, a slower actor, and
 a replay buffer that starts with random transitions). `LiveTrainingView` is passed as `on_generation`: in a live notebook it
@@ -1628,7 +1629,7 @@ pop, pop_fitnesses = train_multi_agent_off_policy(
     INIT_HP=INIT_HP,
     MUT_P=panel.mut_p,
     net_config=NET_CONFIG,
-    max_steps=POP_SIZE * EVO_STEPS * GENERATIONS,
+    max_steps=EVO_STEPS * GENERATIONS,  # env steps of each member
     evo_steps=EVO_STEPS,
     eval_loop=1,
     learning_delay=0,  # the buffer already holds the random warm-up

@@ -94,7 +94,7 @@ def test_train_with_yaml_overrides_writes_the_run_directory(tmp_path, capsys):
         "train:\n  learning_delay: 0\n"
     )
     run_dir = tmp_path / "run"
-    argv = ["train", "--config", str(config), "--max-steps", "64", "--evo-steps", "16", "--num-envs", "2",
+    argv = ["train", "--config", str(config), "--max-steps", "32", "--evo-steps", "16", "--num-envs", "2",
             "--pop-size", "2", "--run-dir", str(run_dir), "--no-progress"]
     assert main(argv) == 0
     out = capsys.readouterr().out
@@ -105,9 +105,11 @@ def test_train_with_yaml_overrides_writes_the_run_directory(tmp_path, capsys):
     assert written["INIT_HP"]["BATCH_SIZE"] == 8  # merged, not replaced: the preset's other keys stay
     assert written["INIT_HP"]["EXPL_NOISE"] == {"speaker_0": 0.1, "listener_0": 1.2}
     assert written["NET_CONFIG"] == {"encoder_config": {"hidden_size": [20]}, "head_config": {"hidden_size": [16]}}
-    assert written["train"]["max_steps"] == 64 and written["train"]["learning_delay"] == 0
+    assert written["train"]["max_steps"] == 32 and written["train"]["learning_delay"] == 0
     generations = [json.loads(line) for line in (run_dir / "generations.jsonl").read_text().splitlines()]
     assert [m["hyperparameters"]["batch_size"] for m in generations[0]["members"]] == [8, 8]
+    # --max-steps is each member's budget: 2 generations of 16 steps per member, 64 env steps in all
+    assert [m["steps"] for m in generations[-1]["members"]] == [32, 32] and generations[-1]["global_steps"] == 64
     elite = torch.load(run_dir / "elite.pt", weights_only=True)
     net = elite["networks"]["actors/speaker_0"]["config"]["net_config"]  # MUT_P above: no mutation
     assert (net["encoder_config"]["hidden_size"], net["head_config"]["hidden_size"]) == ([20], [16])
