@@ -317,7 +317,7 @@ def test_live_view_as_on_generation_callback(tmp_path):
         view = LiveTrainingView()
         train_multi_agent_off_policy(
             env, "simple_speaker_listener_v4", "MADDPG", pop, memory, INIT_HP=init_hp, net_config=net,
-            max_steps=200, evo_steps=50, eval_steps=10, learning_delay=20,
+            max_steps=100, evo_steps=50, eval_steps=10, learning_delay=20,  # 2 generations: 100 steps per member
             tournament=TournamentSelection(2, True, 2, 1, rand_seed=0), mutation=MutationPanel(seed=0).mutations(0),
             verbose=False, seed=0, run_dir=tmp_path / "run", on_generation=view,
         )
