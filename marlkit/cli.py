@@ -41,10 +41,11 @@ def make_env_factory(env: str, **env_kwargs: Any):
     return lambda: maker(**env_kwargs)
 
 
-def make_vec_env(env: str, env_impl: str, num_envs: int, **env_kwargs: Any):
-    """The training vector env: ``"batched"`` is ``SpeakerListenerVecEnv`` (one numpy step for every
-    sub-env, equal to mpe2); ``"mpe2"``/``"pettingzoo"`` is the guide's ``AsyncPettingZooVecEnv``."""
-    from marlkit import SpeakerListenerVecEnv, make_multi_agent_vect_envs
+def make_vec_env(env: str, env_impl: str, num_envs: int, processes: bool = True, **env_kwargs: Any):
+    """The vector env: ``"batched"`` is ``SpeakerListenerVecEnv`` (one numpy step for every sub-env, equal
+    to mpe2); ``"mpe2"``/``"pettingzoo"`` is the guide's ``AsyncPettingZooVecEnv`` (``SyncPettingZooVecEnv``
+    when not ``processes``)."""
+    from marlkit import SpeakerListenerVecEnv, SyncPettingZooVecEnv, make_multi_agent_vect_envs
 
     if env_impl == "batched":
         if env != "speaker-listener":
@@ -52,7 +53,10 @@ def make_vec_env(env: str, env_impl: str, num_envs: int, **env_kwargs: Any):
         return SpeakerListenerVecEnv(num_envs, **env_kwargs)
     if env_impl not in ("mpe2", "pettingzoo"):
         raise CLIError(f"unknown env_impl {env_impl!r}; expected 'batched', 'mpe2' or 'pettingzoo'")
-    return make_multi_agent_vect_envs(make_env_factory(env, **env_kwargs), num_envs=num_envs)
+    factory = make_env_factory(env, **env_kwargs)
+    if not processes:
+        return SyncPettingZooVecEnv([factory] * num_envs)
+    return make_multi_agent_vect_envs(factory, num_envs=num_envs)
 
 
 def load_overrides(path: str | None) -> dict[str, Any]:
@@ -208,7 +212,7 @@ def final_evaluation(preset: dict[str, Any], run_dir: Path, episodes: int, seed:
     eval_seed = seed + 1_000_000  # episodes that no member met in training (sub-env i gets eval_seed + i)
     scores = {}
     for env_impl in preset["env_impls"]:
-        env = make_vec_env(preset["env"], env_impl, episodes, **preset["env_kwargs"])
+        env = make_vec_env(preset["env"], env_impl, episodes, processes=False, **preset["env_kwargs"])
         try:
             env.reset(seed=eval_seed)
             scores[env_impl] = elite.test(env, max_steps=preset["train"].get("eval_steps"), loop=1)
