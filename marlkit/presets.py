@@ -82,6 +82,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "speaker-listener": {
         "env": "speaker-listener",
         "env_kwargs": {"continuous_actions": True},
+        # How the env is simulated (the first is the default, `marlkit train --env-impl` picks another):
+        # "batched" is marlkit.SpeakerListenerVecEnv, every sub-env in one numpy step and step-for-step equal
+        # to mpe2 (tests/test_speaker_listener_env.py); "mpe2" is the guide's AsyncPettingZooVecEnv of mpe2 envs.
+        "env_impls": ["batched", "mpe2"],
         "algo": "MATD3",
         "algos": ("MADDPG", "MATD3", "IPPO"),
         "INIT_HP": _SPEAKER_LISTENER_HP,
@@ -130,6 +134,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "space-invaders": {
         "env": "space-invaders",
         "env_kwargs": {},
+        "env_impls": ["pettingzoo"],
         "algo": "MADDPG",
         "algos": ("MADDPG",),
         "INIT_HP": {
@@ -170,8 +175,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def get_preset(name: str, algo: str | None = None, quick: bool = False) -> dict[str, Any]:
-    """A deep copy of preset ``name`` for ``algo`` (default: the preset's own), quick overrides applied."""
+def get_preset(name: str, algo: str | None = None, quick: bool = False, env_impl: str | None = None) -> dict[str, Any]:
+    """A deep copy of preset ``name`` for ``algo`` (default: the preset's own), quick overrides applied.
+
+    ``env_impl`` (default: the preset's first ``env_impls`` entry) is stored as ``preset["env_impl"]``.
+    """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
     preset = copy.deepcopy(PRESETS[name])
@@ -179,6 +187,10 @@ def get_preset(name: str, algo: str | None = None, quick: bool = False) -> dict[
     if algo not in preset["algos"]:
         raise ValueError(f"preset {name!r} supports {list(preset['algos'])}, not {algo!r}")
     preset["algo"] = algo
+    env_impl = env_impl or preset["env_impls"][0]
+    if env_impl not in preset["env_impls"]:
+        raise ValueError(f"preset {name!r} runs its env as one of {preset['env_impls']}, not {env_impl!r}")
+    preset["env_impl"] = env_impl
     on_policy = preset.pop("on_policy", None)
     if algo == "IPPO":
         assert on_policy is not None
