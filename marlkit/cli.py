@@ -141,6 +141,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     # Small networks run fastest on one thread; a second thread would fight the env workers for the CPU.
     torch.set_num_threads(args.threads)
     preset = get_preset(args.preset, args.algo, quick=args.quick, env_impl=args.env_impl)
+    if args.discrete:
+        if "continuous_actions" not in preset["env_kwargs"]:
+            raise CLIError(f"--discrete: preset {args.preset!r} has no continuous/discrete action switch")
+        preset["env_kwargs"]["continuous_actions"] = False
     overrides = load_overrides(args.config)
     for key in ("INIT_HP", "NET_CONFIG", "MUT_P", "hp_config", "train"):
         if key in overrides:
@@ -223,10 +227,26 @@ def final_evaluation(preset: dict[str, Any], run_dir: Path, episodes: int, seed:
         f"final elite on the same {episodes} fresh episodes: "
         + ", ".join(f"{impl} {score:.3f}" for impl, score in scores.items())
     )
-    RunRecord(run_dir).write_meta(
-        final_evaluation={"episodes": episodes, "seed": eval_seed, "elite": str(elite_path.name), "scores": scores}
-    )
+    final = {"episodes": episodes, "seed": eval_seed, "elite": str(elite_path.name), "scores": scores}
+    if preset["env"] == "speaker-listener" and preset["env_kwargs"].get("continuous_actions", True):
+        final["communication"] = communication_check(elite, episodes, eval_seed)
+    RunRecord(run_dir).write_meta(final_evaluation=final)
     return scores
+
+
+def communication_check(elite, episodes: int, seed: int) -> dict[str, float]:
+    """Does the elite communicate? Its score next to the wrong-message ablation and the two scripted
+    listeners (centre: no communication; told the goal: perfect), on the same fresh episodes."""
+    from marlkit.evaluation import communication_report, evaluate_team, scripted_team
+
+    results = communication_report(elite, episodes, seed, env="batched")
+    results["centre listener"] = evaluate_team(scripted_team(False), episodes, seed, env="batched")
+    results["listener told the goal"] = evaluate_team(scripted_team(True), episodes, seed, env="batched")
+    print(
+        "does it communicate? "
+        + "; ".join(f"{name} {r.mean:.1f} (success {r.success_rate:.0%})" for name, r in results.items())
+    )
+    return {name: round(r.mean, 3) for name, r in results.items()}
 
 
 def _load_agent_and_env(checkpoint: str, env_name: str | None):
@@ -318,6 +338,7 @@ def parser() -> argparse.ArgumentParser:
         help="how the env is simulated: one of the preset's env_impls (speaker-listener: 'batched', the "
         "default, or 'mpe2', the guide's PettingZoo envs in worker processes)",
     )
+    t.add_argument("--discrete", action="store_true", help="speaker-listener with Discrete actions (default: Box)")
     t.add_argument(
         "--final-episodes",
         type=int,

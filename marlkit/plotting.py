@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,12 +94,14 @@ def plot_fitness(
     source: RunRecord | Generations | str | Path,
     key: str = "fitness",
     save_path: str | Path | None = None,
+    levels: Mapping[str, float] | None = None,
 ) -> Figure:
     """Fitness against environment steps: a dot per member, a thin line per final member's ancestry,
     and the population's best and mean.
 
     ``key="mean_fitness"`` plots the eval_loop-averaged score that tournament selection ranks instead
-    of the latest evaluation. Lines: ``len(final population) + 2``.
+    of the latest evaluation. ``levels`` draws reference scores as labelled horizontal lines (e.g. the
+    scores of baselines: ``{"centre listener": -29.6}``). Lines: ``len(final population) + 2 + len(levels)``.
     """
     generations, meta = _load(source)
     _check_nonempty(generations)
@@ -121,6 +123,8 @@ def plot_fitness(
     mean = [_finite_stat(np.mean, values) for values in per_generation]
     ax.plot(steps, best, color="black", linewidth=2.5, label="best")
     ax.plot(steps, mean, color="black", linewidth=2, linestyle="--", label="mean")
+    for (name, level), color in zip((levels or {}).items(), ("tab:red", "tab:green", "tab:purple", "tab:brown")):
+        ax.axhline(level, color=color, linestyle=":", linewidth=1.5, label=f"{name} ({level:.1f})")
     ax.set_xlabel("Environment steps, whole population (steps)")
     ax.set_ylabel(
         "Mean fitness over last eval_loop evaluations" if key == "mean_fitness" else "Fitness (evaluation return)"

@@ -12,8 +12,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-# LayerNorm after every hidden layer keeps the critics' regression stable (see the measurements below).
-_SPEAKER_LISTENER_NET = {
+# IPPO's Speaker Listener networks: LayerNorm after every hidden layer keeps the value regression steady.
+_SPEAKER_LISTENER_IPPO_NET = {
     "speaker_0": {
         "encoder_config": {"hidden_size": [64, 64], "activation": "ReLU", "layer_norm": True},
         "head_config": {"hidden_size": [64], "layer_norm": True},
@@ -58,24 +58,49 @@ _MUT_P = {
     "MUT_SD": 0.1,
 }
 
-# Speaker Listener: what the preset changes from the guide, and why. Single MATD3 agents, 8 sub-envs, scored
-# every 5,000 env steps on 32 fresh greedy episodes (score summed over both agents; a random policy scores
-# about -75, a scripted listener that parks at the landmarks' centroid -30, one told the goal -13).
-# * Exploration: Gaussian, per agent. The guide's O-U noise (0.1) barely moves the listener off the bounds
-#   of its box (-55 after 50,000 steps, measured before the stability changes below). Wide noise for the
-#   listener (std 1.2 x half-range) explores; the speaker gets 0.1, so the message it sends while training
-#   is the one it sends greedily and carries the goal: with 1.2 for both, messages are random corners of
-#   the box and the listener learns to ignore them.
-# * Stability: LayerNorm in every hidden layer, actor learning rate 1e-4 (critic 1e-3), and the Box
-#   pre-activation penalty (marlkit.algorithms.maddpg.PREACTIVATION_PENALTY). Without them the greedy
-#   policy swung between -25 and -550 from one evaluation to the next (seeds 0 and 1, mean of the four
-#   evaluations from 25k to 40k steps: -37 and -62); with them: -32 and -33 from 15k to 40k steps, and
-#   with the speaker's smaller noise -28 and -25 from 45k to 60k steps (-30 and -30 with 1.2 for both).
+# Speaker Listener, MADDPG/MATD3: a team that COMMUNICATES. Only the speaker sees the goal's colour and only
+# the listener moves, so the task is to learn a code; but a listener that ignores the speaker and parks at the
+# centre of the three landmarks already scores about -29 (summed over both agents, 25 steps; the guide's
+# target is -30, a random team -75, a listener told the goal -12). The previous preset (actor lr 1e-4, critic
+# 1e-3, batch 128 every 8 env steps, LayerNorm, 8 sub-envs) found exactly that centre trick: -29.4 on fresh
+# episodes, -29.3 with its speaker shown a wrong goal (the listener ignored the message).
+# What decides it, measured with single MATD3 teams (64 sub-envs, evaluated on 300 fresh episodes, speaker
+# noise 0.1, listener 1.2; "wrong" = the same team with its speaker shown another landmark's colour):
+#   lr actor/critic   batch / learn_step   network              steps    score   wrong
+#   1e-4 / 1e-3       128 / 8 (old)        64-64-64 LayerNorm    75k     -28.2   -34.4   (centre trick)
+#   1e-4 / 1e-3       1024 / 100           64-64                250k     -29.6   -29.6   (centre trick)
+#   1e-2 / 1e-2       1024 / 100           64-64                250k     -20.6   -70.6
+#                                                               400k     -13.9   -56.3   (communicates)
+#   1e-2 / 1e-2       1024 / 100           64-64, seed 1        400k     -14.4   -62.6
+#   1e-2 / 1e-2       1024 / 100           64-64-64 LayerNorm   250k     -23.1   -44.9
+#   1e-3 / 1e-2       1024 / 100           64-64-64 LayerNorm   100k     -48.9   -48.7   (slower)
+# So the learning rates decide it (the update regime alone does not), as in the original MADDPG (lr 1e-2,
+# batch 1024, one update per 100 steps). Why: the message reaches the listener one step after it is sent,
+# so the speaker learns only through its critic's bootstrapped value, a weak and slow signal, while the
+# listener's critic sees the goal (the speaker's observation is part of its input) and drives the listener
+# towards the average landmark as soon as the message is uninformative. With slow actors the listener
+# settles on the centre before the speaker's messages differ enough to be worth reading; with fast ones the
+# two find a code first. The Box pre-activation penalty (0.1 vs 1e-3) made no difference to this.
+# The speaker explores its message narrowly (0.1 x half-range: what it sends while training is what it sends
+# greedily), the listener widely (1.2: it is pushed to the bounds in random directions); the reasons are in
+# chapter 5. Population of 4 sharing a replay buffer of 200,000 transitions (1,000,000 learned more slowly:
+# fresher data helps), 64 sub-envs of the batched env, 25,000 steps per member per generation.
 _SPEAKER_LISTENER_HP = {
     **_OFF_POLICY_HP,
+    "BATCH_SIZE": 1024,
     "O_U_NOISE": False,
     "EXPL_NOISE": {"speaker_0": 0.1, "listener_0": 1.2},
-    "LR_ACTOR": 1e-4,
+    "LR_ACTOR": 0.01,
+    "LR_CRITIC": 0.01,
+    "MEMORY_SIZE": 200_000,
+    "LEARN_STEP": 100,
+}
+_SPEAKER_LISTENER_NET = {"encoder_config": {"hidden_size": [64]}, "head_config": {"hidden_size": [64]}}
+_SPEAKER_LISTENER_HP_CONFIG = {
+    "lr_actor": {"min": 1e-3, "max": 3e-2},
+    "lr_critic": {"min": 1e-3, "max": 3e-2},
+    "batch_size": {"min": 256, "max": 2048, "dtype": "int"},
+    "learn_step": {"min": 50, "max": 200, "dtype": "int", "grow_factor": 1.5, "shrink_factor": 0.75},
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -90,22 +115,25 @@ PRESETS: dict[str, dict[str, Any]] = {
         "algos": ("MADDPG", "MATD3", "IPPO"),
         "INIT_HP": _SPEAKER_LISTENER_HP,
         "NET_CONFIG": _SPEAKER_LISTENER_NET,
-        "hp_config": _OFF_POLICY_HP_CONFIG,
+        "hp_config": _SPEAKER_LISTENER_HP_CONFIG,
         "MUT_P": _MUT_P,
         "train": {
-            "num_envs": 8,
-            "max_steps": 50_000,  # per member: 10 generations of 5,000 steps, 200,000 env steps for 4 members
-            "evo_steps": 5_000,
-            # fitness = mean of 2 rounds of 8 episodes: one 8-episode score of a fixed policy has a std of
-            # about 8 on this task, enough to fail a good member or promote a lucky one
-            "eval_loop": 2,
-            "learning_delay": 1_000,
-            "target": -30.0,
+            "num_envs": 64,
+            "max_steps": 500_000,  # per member: at most 20 generations, 2,000,000 env steps for 4 members
+            "evo_steps": 25_000,
+            # fitness = one greedy episode in each of the 64 sub-envs; the target takes the mean of a member's
+            # last 3 evaluations (192 episodes)
+            "eval_loop": 1,
+            "learning_delay": 5_000,
+            # Early stop only for a team that communicates: every member's last-3 mean at least -16. A team
+            # doing the centre trick (-29, episode std about 20) passes a 192-episode mean of -16 with
+            # probability below 1e-10 (z > 9); even a -20 team has z = 2.8 (0.3%) per member.
+            "target": -16.0,
             "tournament_size": 2,
             "elitism": True,
         },
-        # per member: 2 generations of 4,000 steps (32,000 env steps for 4 members)
-        "quick": {"max_steps": 6_000, "evo_steps": 4_000, "target": None},
+        # per member: 2 generations of 12,800 steps (102,400 env steps for 4 members, about a minute)
+        "quick": {"max_steps": 25_600, "evo_steps": 12_800, "target": None},
         "on_policy": {
             "INIT_HP": {
                 "POP_SIZE": 4,
@@ -126,8 +154,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "batch_size": {"min": 32, "max": 1024, "dtype": "int"},
                 "learn_step": {"min": 256, "max": 8192, "dtype": "int", "grow_factor": 1.5, "shrink_factor": 0.75},
             },
+            "NET_CONFIG": _SPEAKER_LISTENER_IPPO_NET,
             # per member: 16 generations of 16,384 steps (about 1,000,000 env steps for 4 members)
-            "train": {"max_steps": 250_000, "evo_steps": 16_384},
+            "train": {"num_envs": 8, "max_steps": 250_000, "evo_steps": 16_384, "eval_loop": 2,
+                      "learning_delay": 1_000, "target": -30.0},
             "quick": {"max_steps": 8_192, "evo_steps": 16_384},  # one generation
         },
     },
@@ -196,6 +226,7 @@ def get_preset(name: str, algo: str | None = None, quick: bool = False, env_impl
         assert on_policy is not None
         preset["INIT_HP"] = on_policy["INIT_HP"]
         preset["hp_config"] = on_policy["hp_config"]
+        preset["NET_CONFIG"] = on_policy["NET_CONFIG"]
         preset["train"].update(on_policy["train"])
         preset["quick"] = on_policy["quick"]
     if quick:

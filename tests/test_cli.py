@@ -107,6 +107,12 @@ def test_train_with_yaml_overrides_writes_the_run_directory(tmp_path, capsys):
     assert scores["batched"] == pytest.approx(scores["mpe2"], abs=1e-3)
     assert f"final elite on the same 6 fresh episodes: batched {scores['batched']:.3f}, mpe2" in out
     assert f"elite checkpoint: {run_dir / 'elite.pt'}" in out
+    # and next to the baselines that expose the centre trick, with the wrong-message ablation
+    communication = meta["final_evaluation"]["communication"]
+    assert set(communication) == {"trained team", "trained team, speaker shown a wrong goal", "centre listener",
+                                  "listener told the goal"}
+    assert all(np.isfinite(v) and v < 0 for v in communication.values())
+    assert "does it communicate? trained team" in out
     for name in ("fitness.png", "hyperparameters.png", "elite.pt", "generations.jsonl", "config.yaml"):
         assert (run_dir / name).is_file(), name
     written = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -139,6 +145,23 @@ def test_train_on_mpe2_gives_the_same_run_as_on_the_batched_env(tmp_path, capsys
     np.testing.assert_allclose(fitnesses("batched"), expected, rtol=0, atol=1e-3)
     assert main(["train", "--preset", "space-invaders", "--env-impl", "batched"]) == 2
     assert "runs its env as one of ['pettingzoo'], not 'batched'" in capsys.readouterr().err
+
+
+def test_train_discrete_speaker_listener(tmp_path, capsys):
+    import json
+
+    import torch
+
+    run_dir = tmp_path / "run"
+    argv = ["train", "--discrete", "--max-steps", "32", "--evo-steps", "16", "--num-envs", "2", "--pop-size", "2",
+            "--run-dir", str(run_dir), "--no-progress", "--final-episodes", "4"]
+    assert main(argv) == 0
+    elite = torch.load(run_dir / "elite.pt", weights_only=True)
+    assert elite["action_spaces"][0]["type"] == "Discrete"
+    scores = json.loads((run_dir / "run.json").read_text())["final_evaluation"]["scores"]
+    assert scores["batched"] == pytest.approx(scores["mpe2"], abs=1e-3)
+    assert main(["train", "--preset", "space-invaders", "--discrete"]) == 2
+    assert "has no continuous/discrete action switch" in capsys.readouterr().err
 
 
 def test_train_config_with_an_unknown_key_or_hyperparameter(tmp_path, capsys):

@@ -52,7 +52,7 @@ def train(algo_cls, continuous: bool, seed: int = 0, steps: int = 4_000, num_env
     rng = np.random.default_rng(seed)
 
     def hear(obs):
-        if deaf:
+        if deaf and LISTENER in obs:
             obs = dict(obs)
             obs[LISTENER] = obs[LISTENER] * np.array([0.0, 1.0], np.float32)
         return obs
@@ -61,8 +61,9 @@ def train(algo_cls, continuous: bool, seed: int = 0, steps: int = 4_000, num_env
     obs = hear(obs)
     for step in range(steps // num_envs):
         if step < steps // num_envs // 5:  # random warm-up: the critic sees every message and answer
-            action = {a: np.stack([env.single_action_space(a).sample() for _ in range(num_envs)]) for a in env.agents}
-            if not continuous:
+            if continuous:
+                action = {a: rng.uniform(-1, 1, (num_envs, 1)).astype(np.float32) for a in env.agents}
+            else:
                 action = {a: rng.integers(0, 2, num_envs) for a in env.agents}
             raw = action
         else:
@@ -107,7 +108,8 @@ def test_probe_answers():
         obs, reward, term, *_ = env.step({SPEAKER: message, LISTENER: env.action_space(LISTENER).sample()})
         assert reward[LISTENER] == reward[SPEAKER] == 0.0 and not term[LISTENER]
         assert obs[LISTENER][1] == 1.0
-        answer = (np.array([0.5 if obs[LISTENER][0] > 0 else -0.5], np.float32)) if continuous else int(obs[LISTENER][0])
+        heard = obs[LISTENER][0]
+        answer = np.array([0.5 if heard > 0 else -0.5], np.float32) if continuous else int(heard)
         obs, reward, term, *_ = env.step({SPEAKER: message, LISTENER: answer})
         assert reward[LISTENER] == pytest.approx(1.0) and term[LISTENER]
     # the ablation shows the speaker the other cue

@@ -64,6 +64,14 @@ def test_plot_fitness_lines_follow_ancestry(tmp_path):
     assert_png(tmp_path / "fitness.png")
 
 
+def test_plot_fitness_draws_reference_levels():
+    fig = plot_fitness(GENERATIONS, levels={"centre listener": -29.6, "told the goal": -11.8})
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert len(lines) == 3 + 2 + 2
+    assert list(lines["centre listener (-29.6)"].get_ydata()) == [-29.6, -29.6]
+    assert list(lines["told the goal (-11.8)"].get_ydata()) == [-11.8, -11.8]
+
+
 def test_plot_hyperparameters_one_panel_per_name(tmp_path):
     fig = plot_hyperparameters(GENERATIONS, save_path=tmp_path / "hp.png")
     assert [ax.get_ylabel() for ax in fig.axes] == ["lr_actor", "batch_size"]
