@@ -40,7 +40,7 @@ from marlkit.evaluation import (
     baselines,
     communication_report,
     evaluate_team,
-    shown_wrong_goal,
+    wrong_goal_ablation,
 )
 from marlkit.hpo.population import algorithm_class
 from marlkit.training.evolution import load_population
@@ -76,15 +76,8 @@ def judge(row: dict, run_dir: Path, episodes: int) -> dict:
     elite = algorithm_class(read_checkpoint(run_dir / "elite.pt")["algo"]).load(run_dir / "elite.pt")
     if row["discrete"]:
         policy = agent_policy(elite)
-        team = evaluate_team(policy, episodes, EVAL_SEED, continuous_actions=False)
-        half = episodes // 2
-        wrong = np.concatenate([
-            evaluate_team(shown_wrong_goal(policy, 1), half, EVAL_SEED, continuous_actions=False).returns,
-            evaluate_team(shown_wrong_goal(policy, 2), episodes - half, EVAL_SEED + half,
-                          continuous_actions=False).returns])
-        row["elite"] = summary(team)
-        row["elite_wrong_goal"] = {"mean": round(float(wrong.mean()), 2),
-                                   "stderr": round(float(wrong.std(ddof=1) / np.sqrt(len(wrong))), 2)}
+        row["elite"] = summary(evaluate_team(policy, episodes, EVAL_SEED, continuous_actions=False))
+        row["elite_wrong_goal"] = summary(wrong_goal_ablation(policy, episodes, EVAL_SEED, continuous_actions=False))
     else:
         report = communication_report(elite, episodes, EVAL_SEED)
         row["elite"] = summary(report["trained team"])

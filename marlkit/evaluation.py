@@ -181,15 +181,22 @@ def baselines(episodes: int = 1_000, seed: int = 50_000, env: str = "mpe2") -> d
     }
 
 
-def communication_report(agent, episodes: int = 1_000, seed: int = 50_000, env: str = "mpe2") -> dict[str, TeamResult]:
-    """The trained team and its wrong-message ablation (the speaker shown the next landmark's colour, and the
-    one after: both wrong goals, half the episodes each), on the same fresh episodes."""
-    policy = agent_policy(agent)
+def wrong_goal_ablation(policy: Policy, episodes: int, seed: int, env: str = "mpe2",
+                        continuous_actions: bool = True) -> TeamResult:
+    """``policy`` with its speaker shown a wrong goal: the next landmark's colour in the first half of the
+    episodes, the one after in the second half (both wrong goals, equally often)."""
     half = episodes // 2
-    wrong = [evaluate_team(shown_wrong_goal(policy, 1), half, seed, env),
-             evaluate_team(shown_wrong_goal(policy, 2), episodes - half, seed + half, env)]
+    parts = [evaluate_team(shown_wrong_goal(policy, 1), half, seed, env, continuous_actions=continuous_actions),
+             evaluate_team(shown_wrong_goal(policy, 2), episodes - half, seed + half, env,
+                           continuous_actions=continuous_actions)]
+    return TeamResult(*(np.concatenate([getattr(p, field) for p in parts])
+                        for field in ("returns", "final_distance", "goal")))
+
+
+def communication_report(agent, episodes: int = 1_000, seed: int = 50_000, env: str = "mpe2") -> dict[str, TeamResult]:
+    """The trained team and its wrong-message ablation (``wrong_goal_ablation``) on the same fresh episodes."""
+    policy = agent_policy(agent)
     return {
         "trained team": evaluate_team(policy, episodes, seed, env),
-        "trained team, speaker shown a wrong goal": TeamResult(*(np.concatenate(x) for x in zip(
-            *((r.returns, r.final_distance, r.goal) for r in wrong)))),
+        "trained team, speaker shown a wrong goal": wrong_goal_ablation(policy, episodes, seed, env),
     }

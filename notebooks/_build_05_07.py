@@ -381,8 +381,10 @@ Now the real task, set up as in the guide: an `AsyncPettingZooVecEnv` of 8 sub-e
 that is plain MATD3, and `train_multi_agent_off_policy` still gives us the guide's loop, evaluations
 every `EVO_STEPS` env steps and a run record. Chapter 7 turns on evolution.
 
-Departures from the guide's numbers, for a run of minutes rather than hours. They are those of marlkit's
-`speaker-listener` preset (`marlkit.presets`, whose comments list the measurements behind them):
+Departures from the guide's numbers, for a run of minutes rather than hours. They make a *single* agent
+learn steadily; they were marlkit's `speaker-listener` preset until chapter 8 showed that a team trained
+this way parks its listener at the centre of the landmarks instead of listening (the preset now learns
+ten to a hundred times faster, on larger batches; `marlkit.presets` lists the measurements):
 
 * `BATCH_SIZE = 128` and `LEARN_STEP = 8` (one `learn` per vector step of 8 sub-envs); the guide learns
   once per 100 env steps.

@@ -505,7 +505,9 @@ this on 1,000 fresh mpe2 episodes, and writes `benchmarks/results/speaker_listen
 results:
 """),
     code(r'''
-bench = json.loads(Path("../benchmarks/results/speaker_listener_target.json").read_text())
+# the repository's benchmarks/ folder, next to the marlkit package of this checkout
+results = Path(marlkit.presets.__file__).resolve().parents[1] / "benchmarks" / "results"
+bench = json.loads((results / "speaker_listener_target.json").read_text())
 print(f"{bench['episodes']} fresh episodes per policy (± standard error)\n")
 print(f"{'run':<22}{'env steps':>11}{'wall s':>8}{'elite':>14}{'wrong goal':>14}{'success':>9}")
 for run in bench["runs"]:
