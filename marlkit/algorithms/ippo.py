@@ -95,7 +95,8 @@ class IPPO(MultiAgentAlgorithm):
         target_kl: stop the epochs of a group early when the approximate KL exceeds it (None: never).
         update_epochs: passes over the rollout per ``learn``.
         device: torch device.
-        seed: seeds this agent's minibatch shuffling (sampling actions uses torch's global generator).
+        seed: seeds the initial weights and the minibatch shuffling (sampling actions uses torch's global
+            generator, which the training functions seed).
         clip_vloss: clip the value update around the old value, as in PPO's reference code (off by
             default: Andrychowicz et al., 2021 found it does not help).
     """
@@ -160,12 +161,12 @@ class IPPO(MultiAgentAlgorithm):
         )
         self.actors: dict[str, nn.Module] = {}
         self.critics: dict[str, nn.Module] = {}
-        for group, members in self.groups.items():
-            obs_space, action_space = self.observation_spaces[members[0]], self.action_spaces[members[0]]
-            self.actors[group] = StochasticActor(obs_space, action_space, configs[group], self.action_std_init).to(
-                self.device
-            )
-            self.critics[group] = ValueCritic(obs_space, configs[group]).to(self.device)
+        with self.seeded_init():  # with a seed, the initial weights depend on it alone (same seed, same run)
+            for group, members in self.groups.items():
+                obs_space, action_space = self.observation_spaces[members[0]], self.action_spaces[members[0]]
+                actor = StochasticActor(obs_space, action_space, configs[group], self.action_std_init)
+                self.actors[group] = actor.to(self.device)
+                self.critics[group] = ValueCritic(obs_space, configs[group]).to(self.device)
         self.build_optimizers(keep_state=False)
 
         self.rollouts = {group: RolloutBuffer(members) for group, members in self.groups.items()}
