@@ -9,6 +9,7 @@ from _vector_test_envs import DyingAgentEnv
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
+from marlkit import create_population, make_multi_agent_vect_envs, train_multi_agent_on_policy
 from marlkit.algorithms.ippo import IPPO
 from marlkit.algorithms.rollout import compute_gae
 from marlkit.envs.probes import PROBE_ENVS, AsyncAgentsEnv
@@ -397,3 +398,31 @@ def test_clone_is_independent():
     assert any(not torch.equal(v, before[k]) for k, v in twin.actors["agent"].state_dict().items())
     twin_params = {id(p) for p in twin.actors["agent"].parameters()}
     assert all(id(p) in twin_params for g in twin.optimizers["actors/agent"].param_groups for p in g["params"])
+
+
+# ----------------------------------------------------------------------------- determinism
+def guide_run(seed):
+    """The guide's flow (async vector env, create_population, train_multi_agent_on_policy) with one seed;
+    returns the fitnesses and every member's weights."""
+    env = make_multi_agent_vect_envs(PROBE_ENVS["obs_dependent_policy"], num_envs=4, agent_ids=MIXED_IDS)
+    spaces_ = [[f(a) for a in MIXED_IDS] for f in (env.single_observation_space, env.single_action_space)]
+    init_hp = {"LR": 3e-3, "LEARN_STEP": 64, "BATCH_SIZE": 32, "GAMMA": GAMMA, "AGENT_IDS": list(MIXED_IDS)}
+    pop = create_population("IPPO", *spaces_, NET, init_hp, population_size=2, num_envs=4, seed=seed)
+    pop, fitnesses = train_multi_agent_on_policy(
+        env, "probe", "IPPO", pop, max_steps=1024, evo_steps=256, verbose=False, seed=seed
+    )
+    env.close()
+    weights = [{f"{n}.{k}": v for n, net in a.networks().items() for k, v in net.state_dict().items()} for a in pop]
+    return fitnesses, weights
+
+
+def test_same_seed_same_run_through_the_async_vector_env():
+    """Same seed, same run: initial weights (IPPO builds its networks under ``seeded_init``), action
+    sampling (torch's global generator, seeded by the training function), minibatch order (the agent's
+    rng) and the sub-envs' cues in the worker processes all follow the seed."""
+    (fit_a, weights_a), (fit_b, weights_b) = guide_run(seed=3), guide_run(seed=3)
+    assert fit_a == fit_b
+    for a, b in zip(weights_a, weights_b):
+        assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    _, weights_c = guide_run(seed=4)
+    assert any(not torch.equal(weights_a[0][k], weights_c[0][k]) for k in weights_a[0])
