@@ -39,7 +39,7 @@ placeholder-filling adapter for it (see tests/test_probes.py).
 
 from .asynchronous import AsyncAgentsEnv
 from .base import ProbeAnswer, ProbeEnv
-from .policy import CoordinationEnv, FixedObsPolicyEnv, ObsDependentPolicyEnv
+from .policy import ContextualCueEnv, CoordinationEnv, FixedObsPolicyEnv, ObsDependentPolicyEnv
 from .value import ConstantRewardEnv, DiscountedRewardEnv, ObsDependentRewardEnv
 
 PROBE_ENVS: dict[str, type[ProbeEnv]] = {
@@ -48,6 +48,7 @@ PROBE_ENVS: dict[str, type[ProbeEnv]] = {
     "discounted_reward": DiscountedRewardEnv,
     "fixed_obs_policy": FixedObsPolicyEnv,
     "obs_dependent_policy": ObsDependentPolicyEnv,
+    "contextual_cue": ContextualCueEnv,
     "coordination": CoordinationEnv,
     "async_agents": AsyncAgentsEnv,
 }
@@ -57,6 +58,7 @@ __all__ = [
     "PROBE_ENVS",
     "AsyncAgentsEnv",
     "ConstantRewardEnv",
+    "ContextualCueEnv",
     "CoordinationEnv",
     "DiscountedRewardEnv",
     "FixedObsPolicyEnv",
