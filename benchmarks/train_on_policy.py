@@ -79,7 +79,7 @@ def run(vec: str, generations: int, evo_steps: int, seed: int) -> dict:
     for agent in pop:
         for name in ("get_action", "store_transition", "learn", "test"):
             timed(agent, name, clock, calls, state)
-    max_steps = generations * POP_SIZE * evo_steps
+    max_steps = generations * evo_steps  # each member's budget (the population takes POP_SIZE times as many)
     try:
         with tempfile.TemporaryDirectory() as run_dir:
             start = time.perf_counter()

@@ -10,6 +10,7 @@ from marlkit.algorithms.matd3 import MATD3
 from marlkit.algorithms.wrappers import AsyncAgentsWrapper
 from marlkit.buffers import MultiAgentReplayBuffer
 from marlkit.envs.makers import make_space_invaders, make_speaker_listener
+from marlkit.envs.speaker_listener import SpeakerListenerVecEnv
 from marlkit.envs.vector import AsyncPettingZooVecEnv, SyncPettingZooVecEnv, make_multi_agent_vect_envs
 from marlkit.hpo.hyperparameters import HyperparameterConfig, RLParameter
 from marlkit.hpo.mutation import Mutations
@@ -39,6 +40,7 @@ __all__ = [
     "MultiAgentReplayBuffer",
     "Mutations",
     "RLParameter",
+    "SpeakerListenerVecEnv",
     "SyncPettingZooVecEnv",
     "TournamentSelection",
     "create_population",

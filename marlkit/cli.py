@@ -1,11 +1,13 @@
 """The ``marlkit`` command line: ``train``, ``evaluate`` and ``render``.
 
     marlkit train --preset speaker-listener --algo MATD3 --quick
-    marlkit train --preset space-invaders --config my_hp.yaml --max-steps 500000
+    marlkit train --preset speaker-listener --env-impl mpe2      # the guide's mpe2 envs in worker processes
+    marlkit train --preset space-invaders --config my_hp.yaml --max-steps 100000   # env steps per member
     marlkit evaluate runs/<run>/elite.pt --episodes 10
     marlkit render runs/<run>/elite.pt --out elite.gif
 
-Bad flags, a missing file or an unknown preset print one line and exit with code 2.
+As in the guide, ``--max-steps`` (and a preset's ``max_steps``) is the budget of each member of the
+population, in env steps. Bad flags, a missing file or an unknown preset print one line and exit with code 2.
 """
 
 from __future__ import annotations
@@ -40,6 +42,24 @@ def make_env_factory(env: str, **env_kwargs: Any):
     return lambda: maker(**env_kwargs)
 
 
+def make_vec_env(env: str, env_impl: str, num_envs: int, processes: bool = True, **env_kwargs: Any):
+    """The vector env: ``"batched"`` is ``SpeakerListenerVecEnv`` (one numpy step for every sub-env, equal
+    to mpe2); ``"mpe2"``/``"pettingzoo"`` is the guide's ``AsyncPettingZooVecEnv`` (``SyncPettingZooVecEnv``
+    when not ``processes``)."""
+    from marlkit import SpeakerListenerVecEnv, SyncPettingZooVecEnv, make_multi_agent_vect_envs
+
+    if env_impl == "batched":
+        if env != "speaker-listener":
+            raise CLIError(f"env_impl 'batched' exists for speaker-listener only, not {env!r}")
+        return SpeakerListenerVecEnv(num_envs, **env_kwargs)
+    if env_impl not in ("mpe2", "pettingzoo"):
+        raise CLIError(f"unknown env_impl {env_impl!r}; expected 'batched', 'mpe2' or 'pettingzoo'")
+    factory = make_env_factory(env, **env_kwargs)
+    if not processes:
+        return SyncPettingZooVecEnv([factory] * num_envs)
+    return make_multi_agent_vect_envs(factory, num_envs=num_envs)
+
+
 def load_overrides(path: str | None) -> dict[str, Any]:
     """Read a YAML file with optional top-level keys INIT_HP, NET_CONFIG, MUT_P, hp_config, train."""
     if path is None:
@@ -63,16 +83,14 @@ def build_run(preset: dict[str, Any], seed: int, pop_size: int | None = None):
         Mutations,
         TournamentSelection,
         create_population,
-        make_multi_agent_vect_envs,
     )
 
     train = preset["train"]
     init_hp = dict(preset["INIT_HP"])
     if pop_size is not None:
         init_hp["POP_SIZE"] = pop_size
-    env = make_multi_agent_vect_envs(
-        make_env_factory(preset["env"], **preset["env_kwargs"]), num_envs=train["num_envs"]
-    )
+    env_impl = preset.get("env_impl") or preset["env_impls"][0]
+    env = make_vec_env(preset["env"], env_impl, train["num_envs"], **preset["env_kwargs"])
     try:
         env.reset(seed=seed)
         agent_ids = list(env.agents)
@@ -122,7 +140,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     # Small networks run fastest on one thread; a second thread would fight the env workers for the CPU.
     torch.set_num_threads(args.threads)
-    preset = get_preset(args.preset, args.algo, quick=args.quick)
+    preset = get_preset(args.preset, args.algo, quick=args.quick, env_impl=args.env_impl)
     overrides = load_overrides(args.config)
     for key in ("INIT_HP", "NET_CONFIG", "MUT_P", "hp_config", "train"):
         if key in overrides:
@@ -135,7 +153,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if value is not None:
             preset["train"][flag] = value
     train = preset["train"]
-    from marlkit.training.records import make_run_dir
+    from marlkit.training.records import RunRecord, make_run_dir
 
     run_dir = make_run_dir(args.preset, preset["algo"], root=args.runs, path=args.run_dir)
     (run_dir / "config.yaml").write_text(
@@ -157,7 +175,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         tournament=tournament,
         mutation=mutations,
         save_elite=True,
-        checkpoint=train["max_steps"] // 4 or None,
+        checkpoint=train["max_steps"] // 4 or None,  # per member, like max_steps: 4 checkpoints a run
         verbose=not args.no_progress,
         seed=args.seed,
         run_dir=run_dir,
@@ -169,12 +187,46 @@ def cmd_train(args: argparse.Namespace) -> int:
             pop, _ = train_multi_agent_on_policy(env, **common)
     finally:
         env.close()
+    RunRecord(run_dir).write_meta(env_impl=preset["env_impl"])
+    if len(preset["env_impls"]) > 1 and args.final_episodes > 0:
+        final_evaluation(preset, run_dir, args.final_episodes, args.seed)
     plot_fitness(run_dir, save_path=run_dir / "fitness.png")
     plot_hyperparameters(run_dir, save_path=run_dir / "hyperparameters.png")
     print(f"fitness plot:    {run_dir / 'fitness.png'}")
     print(f"elite checkpoint: {run_dir / 'elite.pt'}")
     print(f"run record:      {run_dir / 'generations.jsonl'}")
     return 0
+
+
+def final_evaluation(preset: dict[str, Any], run_dir: Path, episodes: int, seed: int) -> dict[str, float]:
+    """Score the saved elite on every env implementation of the preset, on the same fresh episodes.
+
+    The batched env is mpe2 step for step, so the scores agree (to float rounding); printing both shows
+    it, and guards the claim. They are printed and stored in ``run.json`` as ``final_evaluation``.
+    """
+    from marlkit.algorithms.base import read_checkpoint
+    from marlkit.hpo.population import algorithm_class
+    from marlkit.training.records import RunRecord
+
+    elite_path = run_dir / "elite.pt"
+    elite = algorithm_class(read_checkpoint(elite_path)["algo"]).load(elite_path)
+    eval_seed = seed + 1_000_000  # episodes that no member met in training (sub-env i gets eval_seed + i)
+    scores = {}
+    for env_impl in preset["env_impls"]:
+        env = make_vec_env(preset["env"], env_impl, episodes, processes=False, **preset["env_kwargs"])
+        try:
+            env.reset(seed=eval_seed)
+            scores[env_impl] = elite.test(env, max_steps=preset["train"].get("eval_steps"), loop=1)
+        finally:
+            env.close()
+    print(
+        f"final elite on the same {episodes} fresh episodes: "
+        + ", ".join(f"{impl} {score:.3f}" for impl, score in scores.items())
+    )
+    RunRecord(run_dir).write_meta(
+        final_evaluation={"episodes": episodes, "seed": eval_seed, "elite": str(elite_path.name), "scores": scores}
+    )
+    return scores
 
 
 def _load_agent_and_env(checkpoint: str, env_name: str | None):
@@ -253,13 +305,25 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", default="speaker-listener", help=f"one of {sorted(PRESETS)}")
     t.add_argument("--algo", choices=("MADDPG", "MATD3", "IPPO"), help="default: the preset's")
     t.add_argument("--config", help="YAML with INIT_HP / NET_CONFIG / MUT_P / hp_config / train overrides")
-    t.add_argument("--quick", action="store_true", help="a short run (a few minutes on 2 cores)")
-    t.add_argument("--max-steps", type=int)
-    t.add_argument("--evo-steps", type=int)
+    t.add_argument("--quick", action="store_true",
+                   help="a short run: the preset's quick budget (a few minutes on 2 cores)")
+    t.add_argument("--max-steps", type=int, help="env steps of each member (the guide's max_steps)")
+    t.add_argument("--evo-steps", type=int, help="env steps of each member per generation")
     t.add_argument("--num-envs", type=int)
-    t.add_argument("--pop-size", type=int)
+    t.add_argument("--pop-size", type=int, help="members (each gets --max-steps env steps)")
     t.add_argument("--target", type=float)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument(
+        "--env-impl",
+        help="how the env is simulated: one of the preset's env_impls (speaker-listener: 'batched', the "
+        "default, or 'mpe2', the guide's PettingZoo envs in worker processes)",
+    )
+    t.add_argument(
+        "--final-episodes",
+        type=int,
+        default=100,
+        help="fresh episodes on which the final elite is scored with every env implementation (0: skip)",
+    )
     t.add_argument("--runs", default="runs", help="parent folder of run directories")
     t.add_argument("--run-dir", help="exact run directory (default: runs/<preset>-<algo>-<time>)")
     t.add_argument("--no-progress", action="store_true")

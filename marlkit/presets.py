@@ -2,7 +2,9 @@
 
 A preset is plain data in the guide's format (``INIT_HP``, ``NET_CONFIG``, ``hp_config`` bounds,
 ``MUT_P`` and the training-loop arguments), so a student can print one and copy it into their own
-script. ``quick`` overrides shrink a run to a couple of minutes on a 2-core laptop.
+script. ``quick`` overrides shrink a run to a couple of minutes on a 2-core laptop. As in the guide,
+``max_steps`` is the budget of each member (a population of ``POP_SIZE`` takes ``POP_SIZE`` times as
+many env steps in all).
 """
 
 from __future__ import annotations
@@ -80,6 +82,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "speaker-listener": {
         "env": "speaker-listener",
         "env_kwargs": {"continuous_actions": True},
+        # How the env is simulated (the first is the default, `marlkit train --env-impl` picks another):
+        # "batched" is marlkit.SpeakerListenerVecEnv, every sub-env in one numpy step and step-for-step equal
+        # to mpe2 (tests/test_speaker_listener_env.py); "mpe2" is the guide's AsyncPettingZooVecEnv of mpe2 envs.
+        "env_impls": ["batched", "mpe2"],
         "algo": "MATD3",
         "algos": ("MADDPG", "MATD3", "IPPO"),
         "INIT_HP": _SPEAKER_LISTENER_HP,
@@ -88,7 +94,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "MUT_P": _MUT_P,
         "train": {
             "num_envs": 8,
-            "max_steps": 200_000,
+            "max_steps": 50_000,  # per member: 10 generations of 5,000 steps, 200,000 env steps for 4 members
             "evo_steps": 5_000,
             # fitness = mean of 2 rounds of 8 episodes: one 8-episode score of a fixed policy has a std of
             # about 8 on this task, enough to fail a good member or promote a lucky one
@@ -98,7 +104,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "tournament_size": 2,
             "elitism": True,
         },
-        "quick": {"max_steps": 24_000, "evo_steps": 4_000, "target": None},
+        # per member: 2 generations of 4,000 steps (32,000 env steps for 4 members)
+        "quick": {"max_steps": 6_000, "evo_steps": 4_000, "target": None},
         "on_policy": {
             "INIT_HP": {
                 "POP_SIZE": 4,
@@ -119,13 +126,15 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "batch_size": {"min": 32, "max": 1024, "dtype": "int"},
                 "learn_step": {"min": 256, "max": 8192, "dtype": "int", "grow_factor": 1.5, "shrink_factor": 0.75},
             },
-            "train": {"max_steps": 1_000_000, "evo_steps": 16_384},
-            "quick": {"max_steps": 32_768, "evo_steps": 16_384},
+            # per member: 16 generations of 16,384 steps (about 1,000,000 env steps for 4 members)
+            "train": {"max_steps": 250_000, "evo_steps": 16_384},
+            "quick": {"max_steps": 8_192, "evo_steps": 16_384},  # one generation
         },
     },
     "space-invaders": {
         "env": "space-invaders",
         "env_kwargs": {},
+        "env_impls": ["pettingzoo"],
         "algo": "MADDPG",
         "algos": ("MADDPG",),
         "INIT_HP": {
@@ -151,7 +160,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "MUT_P": {**_MUT_P, "ARCH_MUT": 0.0, "NEW_LAYER": 0.0},
         "train": {
             "num_envs": 4,
-            "max_steps": 2_000_000,
+            "max_steps": 500_000,  # per member: 25 generations of 20,000 steps, 2,000,000 env steps for 4
             "evo_steps": 20_000,
             "eval_loop": 1,
             "eval_steps": 1_000,
@@ -160,13 +169,17 @@ PRESETS: dict[str, dict[str, Any]] = {
             "tournament_size": 2,
             "elitism": True,
         },
-        "quick": {"max_steps": 2_000, "evo_steps": 1_000, "learning_delay": 200, "eval_steps": 100},
+        # per member: one generation of 1,000 steps
+        "quick": {"max_steps": 500, "evo_steps": 1_000, "learning_delay": 200, "eval_steps": 100},
     },
 }
 
 
-def get_preset(name: str, algo: str | None = None, quick: bool = False) -> dict[str, Any]:
-    """A deep copy of preset ``name`` for ``algo`` (default: the preset's own), quick overrides applied."""
+def get_preset(name: str, algo: str | None = None, quick: bool = False, env_impl: str | None = None) -> dict[str, Any]:
+    """A deep copy of preset ``name`` for ``algo`` (default: the preset's own), quick overrides applied.
+
+    ``env_impl`` (default: the preset's first ``env_impls`` entry) is stored as ``preset["env_impl"]``.
+    """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
     preset = copy.deepcopy(PRESETS[name])
@@ -174,6 +187,10 @@ def get_preset(name: str, algo: str | None = None, quick: bool = False) -> dict[
     if algo not in preset["algos"]:
         raise ValueError(f"preset {name!r} supports {list(preset['algos'])}, not {algo!r}")
     preset["algo"] = algo
+    env_impl = env_impl or preset["env_impls"][0]
+    if env_impl not in preset["env_impls"]:
+        raise ValueError(f"preset {name!r} runs its env as one of {preset['env_impls']}, not {env_impl!r}")
+    preset["env_impl"] = env_impl
     on_policy = preset.pop("on_policy", None)
     if algo == "IPPO":
         assert on_policy is not None

@@ -192,7 +192,8 @@ class NetConfigBuilder(_TextWidget):
         action_spaces: if given, each agent's actor is built (``DeterministicActor`` as MADDPG/MATD3 build
             it, ``StochasticActor`` with ``share_parameters`` as IPPO does); otherwise an
             ``EvolvableNetwork`` with one output.
-        share_parameters: one network per group (IPPO); per-agent keys are then an error, shown in the widget.
+        share_parameters: one network per group (IPPO); per-agent keys that disagree within a group are then
+            an error, shown in the widget.
         form: the initial form, "single", "per agent" or "per group".
 
     ``.value`` is the net_config dict, ``.error`` the problem with it (or None), ``.resolved`` the

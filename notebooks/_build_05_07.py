@@ -1025,13 +1025,16 @@ for group, rollout in sharing_agent.rollouts.items():
 losses = sharing_agent.learn()  # learns from them and clears the rollouts
 """),
 md(r"""
-Because networks are shared per group, a `net_config` entry for a single agent has no network to
-configure. The guide: *"we restrict users to pass in network configurations to the groups directly"*.
-marlkit's error says so, and what to write instead:
+Because networks are shared per group, a `net_config` entry for a single agent has no network of its own
+to configure. The guide: *"we restrict users to pass in network configurations to the groups directly"*.
+marlkit accepts a per-agent key only where it cannot disagree with the rest of its group: it names the
+group's only member (as the guide's own IPPO example does with `speaker_0` and `listener_0`), or every
+member gets the same config. Two members with different configs would need two networks; marlkit's error
+says so, and what to write instead:
 """),
 code(r"""
 try:
-    IPPO(observation_spaces, action_spaces, agent_ids, net_config={"bob_0": entry, "bob_1": entry, "fred": big_entry})
+    IPPO(observation_spaces, action_spaces, agent_ids, net_config={"bob_0": entry, "bob_1": big_entry, "fred": big_entry})
 except ValueError as err:
     print("ValueError:", err)
 """),
@@ -1573,7 +1576,8 @@ md(r"""
 Everything together, as in the guide: a vector env, a population of `POP_SIZE` MATD3 agents with an
 `hp_config`, one replay buffer the whole population fills and samples, `TournamentSelection` and
 `Mutations`, and `train_multi_agent_off_policy`. Each generation every member trains `EVO_STEPS` env
-steps, so `max_steps = POP_SIZE * EVO_STEPS * GENERATIONS` gives `GENERATIONS` generations. A run this
+steps, and `max_steps` is each member's budget (as in the guide), so `max_steps = EVO_STEPS * GENERATIONS`
+gives `GENERATIONS` generations. A run this
 short is not meant to solve the task (chapter 8 does, with the preset's longer run); the point is to
 watch the machinery. The set-up is chapter 5's (per-agent Gaussian noise, LayerNorm, a slower actor, and
 a replay buffer that starts with random transitions). `LiveTrainingView` is passed as `on_generation`: in a live notebook it
@@ -1625,7 +1629,7 @@ pop, pop_fitnesses = train_multi_agent_off_policy(
     INIT_HP=INIT_HP,
     MUT_P=panel.mut_p,
     net_config=NET_CONFIG,
-    max_steps=POP_SIZE * EVO_STEPS * GENERATIONS,
+    max_steps=EVO_STEPS * GENERATIONS,  # env steps of each member
     evo_steps=EVO_STEPS,
     eval_loop=1,
     learning_delay=0,  # the buffer already holds the random warm-up

@@ -51,9 +51,9 @@ CH08 = [
 The previous chapters built every piece on its own: vectorised environments, networks configured with
 `net_config`, the replay buffer, MADDPG and MATD3, tournament selection and mutations. This chapter puts
 them together the way the guide does and runs them for real: a population of four MATD3 agents learns
-Simple Speaker Listener, for at most the preset's 200,000 environment steps and until every member has
-reached the guide's target, while evolution tunes their learning rates, batch sizes and learning
-frequencies. Then we read what came out: the fitness curve,
+Simple Speaker Listener, for at most the preset's 50,000 environment steps per member (200,000 in all)
+and until every member has reached the guide's target, while evolution tunes their learning rates, batch
+sizes and learning frequencies. Then we read what came out: the fitness curve,
 the hyperparameters evolution chose, the family tree, the elite's checkpoint, and a fair comparison of
 the elite with a random policy.
 
@@ -79,9 +79,10 @@ import os
 QUICK = os.environ.get("MARLKIT_QUICK", "0") == "1"  # the one knob: quick run (CI) or full run
 SEED = 0
 PRESET = "speaker-listener"
-# Full run: the preset as it stands (at most 200,000 env steps, 5,000 per member per generation, target -30).
-# Quick run: 8,000 env steps in two generations of 1,000 steps per member (about a minute).
-QUICK_TRAIN = {"max_steps": 8_000, "evo_steps": 1_000}
+# Full run: the preset as it stands (at most 50,000 env steps per member, 200,000 in all; 5,000 per member per
+# generation; target -30). Quick run: 2,000 env steps per member (8,000 in all) in two generations of 1,000 steps
+# per member (about a minute). max_steps is each member's budget, as in the guide.
+QUICK_TRAIN = {"max_steps": 2_000, "evo_steps": 1_000}
 EVAL_EPISODES = 100  # fresh episodes for the final comparison, the same in both modes
 ''', tags=["parameters"]),
     code(r'''
@@ -163,12 +164,13 @@ if QUICK:
 print("TRAIN =", pformat(TRAIN, sort_dicts=False))
 generation_steps = INIT_HP["POP_SIZE"] * TRAIN["evo_steps"]
 print(f"one generation = {INIT_HP['POP_SIZE']} members x {TRAIN['evo_steps']:,} env steps"
-      f" = {generation_steps:,} env steps; at most {TRAIN['max_steps'] // generation_steps} generations")
+      f" = {generation_steps:,} env steps; at most {TRAIN['max_steps'] // TRAIN['evo_steps']} generations")
 ''', tags=IGNORE),
     md(r"""
-`max_steps` counts the environment steps of the *whole population*: 200,000 steps are ten
-generations in which every member acts for 5,000 steps. `eval_loop: 2` makes each evaluation two rounds
-of one greedy episode per sub-environment, 16 episodes: one 8-episode score of a fixed policy scatters
+`max_steps` is the budget of *each member*, as in the guide: 50,000 steps per member are ten
+generations in which every member acts for 5,000 steps, 200,000 environment steps in all.
+`eval_loop: 2` makes each evaluation two rounds of one greedy episode per sub-environment, 16 episodes:
+one 8-episode score of a fixed policy scatters
 with a standard deviation of about 8 on this task, enough to fail a good member or promote a lucky one.
 The guide writes the hyperparameter bounds with `RLParameter`; here they are, written out as in the
 guide, and compared with the preset's plain form:
@@ -249,7 +251,7 @@ actions (3 + 11 observation features and 3 + 5 action features). Every member st
 
 ## 8.3 Training, with a live view
 
-`train_multi_agent_off_policy` runs generations until `max_steps` env steps are taken or the target is
+`train_multi_agent_off_policy` runs generations until each member has taken `max_steps` env steps or the target is
 reached. In one generation each member in turn acts for `evo_steps` steps, saving every transition into
 the buffer that the whole population shares and learning every `learn_step` steps; then every member is
 evaluated (two greedy episodes in each sub-environment, `eval_loop=2`), the generation is written to the
@@ -318,8 +320,9 @@ print(f"target {TARGET} reached by every member: {target_reached(pop, TARGET)}")
 ''', tags=IGNORE),
     md(r"""
 **Yes.** After six generations every member's mean over its last 3 evaluations lies between -27.8
-and -23.9, so the loop stopped at 120,000 of its 200,000 steps. The means include evaluations a
-member inherited: a clone starts with its parent's fitness history, so agent 16, two generations old,
+and -23.9, so the loop stopped at 120,000 of its 200,000 env steps (30,000 of 50,000 per member).
+The means include evaluations a member inherited: a clone starts with its parent's fitness history, so
+agent 16, two generations old,
 is judged on two evaluations of its ancestors (agents 1 and 13) and one of its own. That is the rule
 as intended (a lineage must stay good for three evaluations), but note what it measures: 16 training
 episodes per evaluation, of members that were selected for scoring well. Section 8.6 checks the
@@ -539,7 +542,7 @@ full force (most of its actions sit close to 0 or 1, a bang-bang controller) in 
 on what it observes. Its score says it does not yet use the message much: it plays about as well as the
 centre listener. Listening is the harder half. The message is three numbers in the listener's
 observation, and its critic must learn that *which* landmark pays depends on them. The guide's example
-trains for 2,000,000 steps; exercise 6 is a place to start.
+trains for 2,000,000 steps per member; exercise 6 is a place to start.
 """),
     md(r"""
 ## Summary
@@ -562,8 +565,8 @@ trains for 2,000,000 steps; exercise 6 is a place to start.
 2. **Seeds.** Run the quick mode with `SEED = 1` and `SEED = 2`. How much do the final best fitness
    and the elite's evaluation change? What does that say about comparing two settings with one run
    each?
-3. **A population of one.** Set `INIT_HP["POP_SIZE"] = 1` (and leave `max_steps` alone, so the single
-   agent gets all the env steps). Is the result better or worse than the elite of four? Which is the
+3. **A population of one.** Set `INIT_HP["POP_SIZE"] = 1` (and multiply `TRAIN["max_steps"]` by 4, so
+   the single agent gets all the env steps). Is the result better or worse than the elite of four? Which is the
    fairer comparison: equal env steps or equal wall time?
 4. **MADDPG instead of MATD3.** `get_preset(PRESET, algo="MADDPG")` gives the same set-up for MADDPG.
    Compare the two at equal env steps; where in `matd3.py` does the difference come from?
@@ -572,7 +575,7 @@ trains for 2,000,000 steps; exercise 6 is a place to start.
    selected as parents of the next generation. Which mutations survive selection more often than
    chance?
 6. **Towards communication.** The target is reached at the centre listener's level; the next step is a
-   speaker whose message reliably names the goal. Try a longer run (`TRAIN["max_steps"] = 1_000_000`
+   speaker whose message reliably names the goal. Try a longer run (`TRAIN["max_steps"] = 250_000` per member
    and `TARGET = None`, so the run does not stop at -30), `INIT_HP["GAMMA"] = 0.9`, or the speaker's
    noise at 0.0 or 0.3 (`INIT_HP["EXPL_NOISE"]`). After each run, print the speaker's message for each
    goal colour as in section 8.6 before you look at the return. Does the elite beat the centre listener
@@ -623,8 +626,9 @@ SEED = 0
 PRESET = "space-invaders"
 # Full run: what fits in about 25 minutes on a 2-core CPU (see 9.4): 5 generations of 4 x 2,500 env steps.
 # Quick run: 2 generations of 4 x 100 env steps, learning from step 200 (well under a minute and a half).
-FULL_TRAIN = {"max_steps": 50_000, "evo_steps": 2_500}
-QUICK_TRAIN = {"max_steps": 800, "evo_steps": 100, "learning_delay": 200, "eval_steps": 50}
+# max_steps is each member's budget, as in the guide: 4 x 12,500 = 50,000 env steps in all (quick: 4 x 200).
+FULL_TRAIN = {"max_steps": 12_500, "evo_steps": 2_500}
+QUICK_TRAIN = {"max_steps": 200, "evo_steps": 100, "learning_delay": 200, "eval_steps": 50}
 EVAL_EPISODES = 10  # fresh episodes per policy in the final comparison
 EVAL_MAX_STEPS = 100 if QUICK else 1_000  # cap on an evaluation episode (agent steps; 4 frames each)
 GIF_FRAMES = 100  # agent steps in the animation of the trained agents
@@ -822,14 +826,15 @@ How many steps fit in 25 minutes? We measured it before choosing `max_steps`, wi
 | one random two-player game | 422 agent steps |
 
 At 42 steps/s, 25 minutes are about 60,000 env steps, less the evaluations. We chose **50,000 env steps in
-5 generations** (each member acts 2,500 steps per generation). The preset's own `max_steps`, 2,000,000,
-would take about 13 hours here; a GPU would run the convolutions many times faster. `learning_delay`
-(5,000 steps of filling the buffer before learning starts) and `eval_steps` (an evaluation episode is cut
+5 generations** (`max_steps` 12,500 per member, 2,500 per generation). The preset's own `max_steps`,
+500,000 per member (2,000,000 env steps in all), would take about 13 hours here; a GPU would run the
+convolutions many times faster. `learning_delay` (5,000 steps of filling the buffer before learning
+starts) and `eval_steps` (an evaluation episode is cut
 after 1,000 vector steps) are the preset's.
 """),
     code(r'''
 print("TRAIN =", pformat(TRAIN, sort_dicts=False))
-learns = (TRAIN["max_steps"] - TRAIN["learning_delay"]) // INIT_HP["LEARN_STEP"]
+learns = (INIT_HP["POP_SIZE"] * TRAIN["max_steps"] - TRAIN["learning_delay"]) // INIT_HP["LEARN_STEP"]
 print(f"about {learns:,} learn() calls of batch {INIT_HP['BATCH_SIZE']} in the whole run, shared by "
       f"{INIT_HP['POP_SIZE']} members: about {learns // INIT_HP['POP_SIZE']:,} gradient steps per member")
 ''', tags=IGNORE),

@@ -133,11 +133,11 @@ def test_train_multi_agent_on_policy_runs_the_wrapper(tmp_path):
     env = async_env(num_envs=4)
     pop = [wrapped_agent(env, seed=i, learn_step=64) for i in range(2)]
     pop, fitnesses = train_multi_agent_on_policy(
-        env, "async_agents", "IPPO", pop, max_steps=1024, evo_steps=256, tournament=None, mutation=None,
+        env, "async_agents", "IPPO", pop, max_steps=512, evo_steps=256, tournament=None, mutation=None,
         verbose=False, run_dir=tmp_path, seed=0,
     )
     assert len(fitnesses) == 2 and all(isinstance(a, AsyncAgentsWrapper) for a in pop)
-    # 2 generations x 256 steps each, learning every 64 steps
+    # max_steps is each member's budget: 2 generations x 256 steps each, learning every 64 steps
     assert [a.steps[-1] for a in pop] == [512, 512] and all(a.learn_counter == 8 for a in pop)
     assert all(len(a.scores) > 0 for a in pop)  # completed training episodes were scored
 
@@ -245,7 +245,7 @@ def test_tictactoe_trains_with_tournament_and_mutation(tmp_path):
     mutation = Mutations(no_mutation=0.2, architecture=0.2, new_layer_prob=0.2, parameters=0.2, activation=0.2,
                          rl_hp=0.0, rand_seed=0)
     pop, fitnesses = train_multi_agent_on_policy(
-        env, "tictactoe", "IPPO", pop, max_steps=3 * 3 * 128, evo_steps=128, tournament=tournament,
+        env, "tictactoe", "IPPO", pop, max_steps=3 * 128, evo_steps=128, tournament=tournament,
         mutation=mutation, verbose=False, run_dir=tmp_path, seed=0, eval_steps=9,
     )
     assert len(fitnesses) == 3

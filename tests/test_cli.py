@@ -1,5 +1,6 @@
 """The command line's error paths: one line, exit code 2."""
 
+import numpy as np
 import pytest
 
 from marlkit.cli import main
@@ -94,10 +95,17 @@ def test_train_with_yaml_overrides_writes_the_run_directory(tmp_path, capsys):
         "train:\n  learning_delay: 0\n"
     )
     run_dir = tmp_path / "run"
-    argv = ["train", "--config", str(config), "--max-steps", "64", "--evo-steps", "16", "--num-envs", "2",
-            "--pop-size", "2", "--run-dir", str(run_dir), "--no-progress"]
+    argv = ["train", "--config", str(config), "--max-steps", "32", "--evo-steps", "16", "--num-envs", "2",
+            "--pop-size", "2", "--run-dir", str(run_dir), "--no-progress",
+            "--final-episodes", "6"]
     assert main(argv) == 0
     out = capsys.readouterr().out
+    # the batched env by default; the elite is scored on it and on real mpe2, on the same fresh episodes
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["env_impl"] == "batched"
+    scores = meta["final_evaluation"]["scores"]
+    assert scores["batched"] == pytest.approx(scores["mpe2"], abs=1e-3)
+    assert f"final elite on the same 6 fresh episodes: batched {scores['batched']:.3f}, mpe2" in out
     assert f"elite checkpoint: {run_dir / 'elite.pt'}" in out
     for name in ("fitness.png", "hyperparameters.png", "elite.pt", "generations.jsonl", "config.yaml"):
         assert (run_dir / name).is_file(), name
@@ -105,12 +113,32 @@ def test_train_with_yaml_overrides_writes_the_run_directory(tmp_path, capsys):
     assert written["INIT_HP"]["BATCH_SIZE"] == 8  # merged, not replaced: the preset's other keys stay
     assert written["INIT_HP"]["EXPL_NOISE"] == {"speaker_0": 0.1, "listener_0": 1.2}
     assert written["NET_CONFIG"] == {"encoder_config": {"hidden_size": [20]}, "head_config": {"hidden_size": [16]}}
-    assert written["train"]["max_steps"] == 64 and written["train"]["learning_delay"] == 0
+    assert written["train"]["max_steps"] == 32 and written["train"]["learning_delay"] == 0
     generations = [json.loads(line) for line in (run_dir / "generations.jsonl").read_text().splitlines()]
     assert [m["hyperparameters"]["batch_size"] for m in generations[0]["members"]] == [8, 8]
+    # --max-steps is each member's budget: 2 generations of 16 steps per member, 64 env steps in all
+    assert [m["steps"] for m in generations[-1]["members"]] == [32, 32] and generations[-1]["global_steps"] == 64
     elite = torch.load(run_dir / "elite.pt", weights_only=True)
     net = elite["networks"]["actors/speaker_0"]["config"]["net_config"]  # MUT_P above: no mutation
     assert (net["encoder_config"]["hidden_size"], net["head_config"]["hidden_size"]) == ([20], [16])
+
+
+def test_train_on_mpe2_gives_the_same_run_as_on_the_batched_env(tmp_path, capsys):
+    import json
+
+    def fitnesses(env_impl):
+        run_dir = tmp_path / env_impl
+        argv = ["train", "--env-impl", env_impl, "--max-steps", "96", "--evo-steps", "24", "--num-envs", "2",
+                "--pop-size", "2", "--run-dir", str(run_dir), "--no-progress", "--final-episodes", "0"]
+        assert main(argv) == 0
+        assert json.loads((run_dir / "run.json").read_text())["env_impl"] == env_impl
+        lines = (run_dir / "generations.jsonl").read_text().splitlines()
+        return [[m["fitness"] for m in json.loads(line)["members"]] for line in lines]
+
+    expected = fitnesses("mpe2")
+    np.testing.assert_allclose(fitnesses("batched"), expected, rtol=0, atol=1e-3)
+    assert main(["train", "--preset", "space-invaders", "--env-impl", "batched"]) == 2
+    assert "runs its env as one of ['pettingzoo'], not 'batched'" in capsys.readouterr().err
 
 
 def test_train_config_with_an_unknown_key_or_hyperparameter(tmp_path, capsys):

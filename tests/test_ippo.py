@@ -348,6 +348,21 @@ def test_per_agent_net_config_key_is_rejected():
     assert agent.actors["agent"].net.latent_dim == 32
 
 
+def test_guide_per_agent_net_config_builds_one_network_per_group_of_one():
+    # the guide's "Create a population of IPPO agents": per-agent keys, each naming its group's only member
+    entry = {"encoder_config": {"hidden_size": [32, 32], "activation": "ReLU"}, "head_config": {"hidden_size": [32]}}
+    agent = IPPO([spaces.Box(-1, 1, (3,)), spaces.Box(-1, 1, (11,))], [spaces.Box(0, 1, (3,)), spaces.Box(0, 1, (5,))],
+                 ["speaker_0", "listener_0"], net_config={"speaker_0": entry, "listener_0": entry})
+    assert list(agent.actors) == ["speaker", "listener"]
+    assert all(net.net.net_config["encoder_config"]["hidden_size"] == [32, 32]
+               for net in (*agent.actors.values(), *agent.critics.values()))
+    # identical per-agent keys for every member of a shared group configure the group
+    same = IPPO([spaces.Box(0, 1, (3,))] * 2, [spaces.Discrete(2)] * 2, ["agent_0", "agent_1"],
+                net_config={"agent_0": NET, "agent_1": NET})
+    assert list(same.actors) == ["agent"]
+    assert same.actors["agent"].net.net_config["encoder_config"]["hidden_size"] == [32]
+
+
 def test_group_members_need_the_same_action_space():
     with pytest.raises(ValueError, match="shares one actor within group 'agent'"):
         IPPO([spaces.Box(0, 1, (3,))] * 2, [spaces.Discrete(2), spaces.Discrete(3)], ["agent_0", "agent_1"])

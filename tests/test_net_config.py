@@ -201,6 +201,42 @@ def test_per_agent_key_when_sharing_parameters():
         resolve_net_config(yaml.safe_load(PER_AGENT_YAML), AGENT_IDS, OBSERVATION_SPACES, share_parameters=True)
 
 
+def test_per_agent_keys_that_cannot_disagree_are_accepted_when_sharing_parameters():
+    # the guide's IPPO example: per-agent keys, each naming the only member of its group
+    entry = {"encoder_config": {"hidden_size": [32, 32], "activation": "ReLU"}, "head_config": {"hidden_size": [32]}}
+    shared = resolve_net_config({"speaker_0": entry, "listener_0": {**entry, "latent_dim": 16}},
+                                ["speaker_0", "listener_0"], [Box(-1, 1, (3,)), Box(-1, 1, (11,))],
+                                share_parameters=True)
+    assert set(shared) == {"speaker", "listener"}
+    assert shared["speaker"] == resolve_net_config({"speaker": entry}, ["speaker_0"], [Box(-1, 1, (3,))],
+                                                   share_parameters=True)["speaker"]
+    assert (shared["speaker"]["latent_dim"], shared["listener"]["latent_dim"]) == (32, 16)
+    # every member of a group gets the same config (written differently, identical once completed)
+    config = yaml.safe_load(PER_AGENT_YAML)
+    config["bob_1"] = {"encoder_config": {"hidden_size": [32]}, "head_config": {"hidden_size": [32]}}
+    shared = resolve_net_config(config, AGENT_IDS, OBSERVATION_SPACES, share_parameters=True)
+    assert shared == resolve_net_config(yaml.safe_load(PER_GROUP_YAML), AGENT_IDS, OBSERVATION_SPACES,
+                                        share_parameters=True)
+    # a group entry that both members override is unused, but a typo in it still fails
+    with pytest.raises(ValueError, match="unknown encoder_config key 'hiden_size' in net_config for group 'bob'"):
+        resolve_net_config({**config, "bob": {"encoder_config": {"hiden_size": [8]}}}, AGENT_IDS,
+                           OBSERVATION_SPACES, share_parameters=True)
+
+
+@pytest.mark.parametrize("net_config", [
+    {"bob_0": {"latent_dim": 16}},  # bob_1 would get the defaults
+    {"bob_0": {"latent_dim": 16}, "bob": {"latent_dim": 16}},  # bob_1 would get bob's entry: equal, still ambiguous
+    {"bob_0": {"latent_dim": 16}, "bob_1": {"latent_dim": 24}},
+])
+def test_per_agent_keys_that_disagree_are_refused_when_sharing_parameters(net_config):
+    with pytest.raises(ValueError) as err:
+        resolve_net_config(net_config, AGENT_IDS, OBSERVATION_SPACES, share_parameters=True)
+    assert str(err.value) == ("net_config key 'bob_0' is per-agent, but IPPO shares parameters within group 'bob'; "
+                              "configure 'bob' instead")
+    # without sharing, each agent simply gets its own network
+    assert resolve_net_config(net_config, AGENT_IDS, OBSERVATION_SPACES)["bob_0"]["latent_dim"] == 16
+
+
 def test_group_with_different_spaces_cannot_share_parameters():
     spaces = [OBSERVATION_SPACES[0], OBSERVATION_SPACES[2], *OBSERVATION_SPACES[2:]]
     with pytest.raises(ValueError, match=r"shared within group 'bob', but its agents have different observation "

@@ -16,6 +16,7 @@ from marlkit import (
     train_multi_agent_off_policy,
 )
 from marlkit.training.evolution import load_population
+from marlkit.training.records import RunRecord
 
 NET_CONFIG = {
     "speaker_0": {"encoder_config": {"hidden_size": [16], "activation": "ReLU"}, "head_config": {"hidden_size": [16]}},
@@ -47,7 +48,7 @@ def _single_thread():
     torch.set_num_threads(threads)
 
 
-def run(tmp_path, seed=0, algo="MATD3", max_steps=1800, target=None, num_envs=2, name="run", **kwargs):
+def run(tmp_path, seed=0, algo="MATD3", max_steps=600, target=None, num_envs=2, name="run", **kwargs):
     env = SyncPettingZooVecEnv([lambda: simple_speaker_listener_v4.parallel_env(continuous_actions=True)] * num_envs)
     env.reset(seed=seed)
     agents = env.agents
@@ -88,8 +89,8 @@ def run(tmp_path, seed=0, algo="MATD3", max_steps=1800, target=None, num_envs=2,
 
 
 def test_training_records_a_run_and_saves_the_elite(tmp_path):
-    pop, fitnesses = run(tmp_path, save_elite=True, checkpoint=1200)
-    assert len(fitnesses) == 3 and all(len(f) == 3 for f in fitnesses)  # 3 members x 200 steps per generation
+    pop, fitnesses = run(tmp_path, save_elite=True, checkpoint=400)
+    assert len(fitnesses) == 3 and all(len(f) == 3 for f in fitnesses)  # 600 steps per member, 200 per generation
     lines = (tmp_path / "run" / "generations.jsonl").read_text().splitlines()
     assert len(lines) == 3
     entry = json.loads(lines[-1])
@@ -109,19 +110,19 @@ def test_same_seed_same_fitness_history(tmp_path):
 
 
 def test_early_stopping_at_target(tmp_path):
-    _, fitnesses = run(tmp_path, max_steps=10_000, target=-1e9)  # any fitness beats the target
+    _, fitnesses = run(tmp_path, max_steps=3_000, target=-1e9)  # any fitness beats the target
     assert len(fitnesses) == 1
 
 
 def test_elitism_keeps_the_best(tmp_path):
-    pop2, fitnesses2 = run(tmp_path, max_steps=1200, name="two")
+    pop2, fitnesses2 = run(tmp_path, max_steps=400, name="two")
     best_first = int(np.argmax(fitnesses2[0]))
     # the elite of generation 0 survives as member 0 of generation 1 with its fitness history
     assert pop2[0].fitness[0] == fitnesses2[0][best_first]
 
 
 def test_resume_continues_the_run(tmp_path):
-    run(tmp_path, max_steps=1200, checkpoint=1200, name="resumable")
+    run(tmp_path, max_steps=400, checkpoint=400, name="resumable")
     pop = load_population(tmp_path / "resumable" / "checkpoints")
     steps_before = sum(a.steps[-1] for a in pop)
     env = SyncPettingZooVecEnv([lambda: simple_speaker_listener_v4.parallel_env(continuous_actions=True)] * 2)
@@ -132,7 +133,7 @@ def test_resume_continues_the_run(tmp_path):
         "MATD3",
         pop,
         memory,
-        max_steps=1800,
+        max_steps=600,
         evo_steps=200,
         eval_steps=25,
         tournament=TournamentSelection(2, True, 3, 1, rand_seed=0),
@@ -152,10 +153,22 @@ def test_unsupported_arguments_are_clear(tmp_path):
         run(tmp_path, accelerator=object())
 
 
-def test_progress_bar_total_is_the_steps_the_run_takes():
+def test_max_steps_is_the_budget_of_each_member(tmp_path, capsys):
+    # 3 members, 200 env steps each per generation: 500 steps per member end after the third generation
+    pop, fitnesses = run(tmp_path, max_steps=500, verbose=True)
+    assert len(fitnesses) == 3 and [a.steps[-1] for a in pop] == [600, 600, 600]
+    record = RunRecord.load(tmp_path / "run")
+    assert [g["global_steps"] for g in record.generations] == [600, 1200, 1800]  # the whole population's
+    assert [m["steps"] for m in record.generations[-1]["members"]] == [600, 600, 600]
+    assert record.meta["max_steps"] == 500 and record.meta["pop_size"] == 3
+    err = capsys.readouterr().err
+    assert "steps per member: 100%" in err and "600/600" in err  # the bar counts steps per member too
+
+
+def test_progress_bar_total_is_the_steps_each_member_takes():
     from marlkit.training.evolution import planned_steps
 
-    assert planned_steps(24_000, 4, 4_000, 8) == 32_000  # the quick preset: two whole generations of 16,000
-    assert planned_steps(200_000, 4, 10_000, 8) == 200_000
-    assert planned_steps(100, 2, 30, 8) == 144  # a member takes (30 // 8) * 8 = 24 steps per generation
-    assert planned_steps(500, 3, None, 1) == 500
+    assert planned_steps(6_000, 4_000, 8) == 8_000  # the quick preset: two whole generations of 4,000 per member
+    assert planned_steps(50_000, 5_000, 8) == 50_000
+    assert planned_steps(100, 30, 8) == 120  # a member takes (30 // 8) * 8 = 24 steps per generation
+    assert planned_steps(500, None, 1) == 500

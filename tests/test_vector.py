@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+import types
 import weakref
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from marlkit.envs.vector import (
     batch_infos,
     make_multi_agent_vect_envs,
 )
-from marlkit.envs.worker import split_rows
+from marlkit.envs.worker import default_start_method, split_rows, unguarded_main_script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -147,6 +148,69 @@ def test_make_multi_agent_vect_envs_passes_env_kwargs():
         np.testing.assert_array_equal(terminations["doomed_0"], [1, 1, 1])  # death_step=1 reached the env
     finally:
         env.close()
+
+
+def test_make_multi_agent_vect_envs_passes_vector_env_options():
+    env = make_multi_agent_vect_envs(DyingAgentEnv, num_envs=3, context="fork", num_workers=1, main_process_envs=1,
+                                     timeout=30.0, spin=0.0, death_step=1, max_steps=3)
+    try:
+        assert (env.start_method, env.num_workers, env.main_process_envs, env.timeout, env.spin) == ("fork", 1, 1,
+                                                                                                     30.0, 0.0)
+        env.reset(seed=0)
+        _, _, terminations, _, _ = env.step({"survivor_0": np.zeros((3, 2)), "doomed_0": np.zeros((3, 2))})
+        np.testing.assert_array_equal(terminations["doomed_0"], [1, 1, 1])  # the env kwargs still reach the env
+    finally:
+        env.close()
+
+
+def fake_main(monkeypatch, tmp_path, source=None, spec_name=None):
+    """Make sys.modules["__main__"] look like a script (``source``) or a module run with ``-m``."""
+    main = types.ModuleType("__main__")
+    if source is not None:
+        main.__file__ = str(tmp_path / "script.py")
+        (tmp_path / "script.py").write_text(textwrap.dedent(source))
+    main.__spec__ = None if spec_name is None else types.SimpleNamespace(name=spec_name, origin=main.__file__)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+
+
+UNGUARDED = "from marlkit import make_multi_agent_vect_envs\nenv = make_multi_agent_vect_envs(print)\n"
+GUARDED = """
+    def main():
+        pass
+
+    if __name__ == "__main__":
+        main()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux default")
+def test_default_start_method_forks_only_for_an_unguarded_main_script(monkeypatch, tmp_path):
+    assert default_start_method() == "forkserver"  # pytest's own entry point is guarded
+    fake_main(monkeypatch, tmp_path, UNGUARDED)
+    assert unguarded_main_script() == str(tmp_path / "script.py") and default_start_method() == "fork"
+    fake_main(monkeypatch, tmp_path, UNGUARDED, spec_name="pkg.train")  # python -m pkg.train is re-imported too
+    assert default_start_method() == "fork"
+    fake_main(monkeypatch, tmp_path, UNGUARDED, spec_name="pkg.__main__")  # python -m pkg: never re-imported
+    assert unguarded_main_script() is None and default_start_method() == "forkserver"
+    fake_main(monkeypatch, tmp_path, GUARDED)
+    assert unguarded_main_script() is None and default_start_method() == "forkserver"
+    fake_main(monkeypatch, tmp_path)  # python -c, a REPL, a notebook kernel: no file to re-import
+    assert unguarded_main_script() is None and default_start_method() == "forkserver"
+
+
+def test_unguarded_script_where_fork_is_unsafe_gets_a_clear_error(monkeypatch, tmp_path):
+    fake_main(monkeypatch, tmp_path, UNGUARDED)
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn", "fork", "forkserver"])
+    assert default_start_method() == "forkserver"
+    with pytest.raises(RuntimeError) as err:
+        AsyncPettingZooVecEnv([speaker_listener] * 2)
+    assert str(err.value) == (
+        f"{tmp_path / 'script.py'} has no `if __name__ == '__main__':` guard, and on darwin the workers of "
+        "AsyncPettingZooVecEnv start with 'forkserver', which re-runs the main script in every worker (creating "
+        "this env again). Put the script's code under `if __name__ == '__main__':`, or use SyncPettingZooVecEnv "
+        "(no worker processes)."
+    )
 
 
 # ----- reset, seeding, and agreement with plain envs ---------------------------------------------------------

@@ -98,6 +98,8 @@ def test_builder_controls_change_value_and_summary():
 
 def test_builder_shows_errors_instead_of_raising():
     builder = NetConfigBuilder(AGENT_IDS, OBS, ACT, share_parameters=True, form="per agent")
+    assert builder.error is None  # every member of a group starts with the same config: one network can have it
+    builder.entries["bob_1"].encoder_hidden.value = "64, 64"
     assert "per-agent, but IPPO shares parameters within group 'bob'; configure 'bob' instead" in builder.error
     assert "error: net_config key 'bob_0' is per-agent" in builder.summary()
     assert builder.resolved == {}
@@ -315,7 +317,7 @@ def test_live_view_as_on_generation_callback(tmp_path):
         view = LiveTrainingView()
         train_multi_agent_off_policy(
             env, "simple_speaker_listener_v4", "MADDPG", pop, memory, INIT_HP=init_hp, net_config=net,
-            max_steps=200, evo_steps=50, eval_steps=10, learning_delay=20,
+            max_steps=100, evo_steps=50, eval_steps=10, learning_delay=20,  # 2 generations: 100 steps per member
             tournament=TournamentSelection(2, True, 2, 1, rand_seed=0), mutation=MutationPanel(seed=0).mutations(0),
             verbose=False, seed=0, run_dir=tmp_path / "run", on_generation=view,
         )

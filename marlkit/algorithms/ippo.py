@@ -92,8 +92,10 @@ class IPPO(MultiAgentAlgorithm):
             Discrete, MultiDiscrete or MultiBinary. Members of a group must have identical spaces.
         agent_ids: agent names; ``<group_id>_<idx>`` agents of one group share one actor and one critic.
         index: position in the population.
-        net_config: single-level, or per *group* (``{"speaker": {...}}``); per-agent keys are rejected
-            because networks are shared within groups (see ``resolve_net_config``).
+        net_config: single-level, or per *group* (``{"speaker": {...}}``). Networks are shared within
+            groups, so a per-agent key is accepted only where it cannot conflict: it names its group's only
+            member (the guide's ``{"speaker_0": ..., "listener_0": ...}``), or every member of the group
+            gets the same config; otherwise it is rejected (see ``resolve_net_config``).
         batch_size: minibatch size (rows = one agent's decision in one sub-env).
         lr: Adam learning rate of actors and critics.
         learn_step: env steps per rollout (the training loop calls ``learn`` after this many).

@@ -147,6 +147,12 @@ class MADDPG(MultiAgentAlgorithm):
             for a, space in self.action_spaces.items()
             if isinstance(space, spaces.Box)
         }
+        # (low, high, half-range) of each Box action space: the noise is scaled and clipped to them every step.
+        self.box_bounds = {
+            a: (space.low, space.high, (space.high - space.low) / 2)
+            for a, space in self.action_spaces.items()
+            if isinstance(space, spaces.Box)
+        }
 
     def _build_networks(self, first_agent: dict[str, str], configs: Mapping[str, dict]) -> None:
         """One actor per policy key, and one critic per key for each of ``critic_groups``, with targets."""
@@ -185,24 +191,21 @@ class MADDPG(MultiAgentAlgorithm):
         action, raw_action = {}, {}
         with torch.inference_mode():
             for agent, agent_obs in obs.items():
-                if agent not in self.observation_spaces:
+                space = self.action_spaces.get(agent)
+                if space is None:
                     raise KeyError(f"observation for unknown agent '{agent}'; {self.algo} knows {self.agent_ids}")
                 x, single = self._obs_tensor(agent, agent_obs)
-                mask = infos.get(agent, {}).get("action_mask") if isinstance(infos.get(agent), Mapping) else None
-                mask = (
-                    None
-                    if mask is None
-                    else torch.as_tensor(np.asarray(mask), device=self.device).reshape(x.shape[0], -1)
-                )
+                info = infos.get(agent)
+                mask = info.get("action_mask") if isinstance(info, Mapping) else None
+                if mask is not None:
+                    mask = torch.as_tensor(np.asarray(mask), device=self.device).reshape(x.shape[0], -1)
                 actor = self.actors[self.policy_key[agent]]
-                out = actor(x, action_mask=mask)
-                space = self.action_spaces[agent]
+                out = actor.forward(x, mask)  # (not actor(x): see EvolvableMLP.forward)
                 if isinstance(space, spaces.Box):
                     a = out.cpu().numpy()
                     if self.training:
-                        a = self._add_noise(agent, a, actor)
-                    raw = a.astype(np.float32)
-                    env_a = raw
+                        a = self._add_noise(agent, a)
+                    raw = env_a = a.astype(np.float32, copy=False)
                 else:
                     raw = out.argmax(-1).cpu().numpy().astype(np.int64)
                     env_a = raw + int(space.start)
@@ -213,15 +216,17 @@ class MADDPG(MultiAgentAlgorithm):
     def _obs_tensor(self, agent: str, agent_obs: Any) -> tuple[torch.Tensor, bool]:
         """obs as a batched tensor (placeholders of absent agents -> 0), and whether it was unbatched."""
         arr = np.asarray(agent_obs)
-        space = self.observation_spaces[agent]
-        single = arr.ndim == len(space.shape)
+        single = arr.ndim == len(self.observation_spaces[agent].shape)
         if single:
             arr = arr[None]
-        if arr.dtype.kind == "f":
-            arr = np.nan_to_num(arr, copy=False) if np.isnan(arr).any() else arr
+        if arr.dtype.kind == "f" and np.isnan(arr).any():
+            arr = np.nan_to_num(arr, copy=False)
+        if self.device.type == "cpu" and arr.flags.writeable:
+            return torch.from_numpy(arr), single  # shares the array's memory, as as_tensor would, but faster
         return torch.as_tensor(arr, device=self.device), single
 
-    def _add_noise(self, agent: str, a: np.ndarray, actor: DeterministicActor) -> np.ndarray:
+    def _add_noise(self, agent: str, a: np.ndarray) -> np.ndarray:
+        """Box action ``a`` (num_envs, d) plus exploration noise scaled to the bounds' half-range, clipped."""
         noise = self.noises[agent]
         if a.shape[0] != noise.num_envs:
             raise ValueError(
@@ -229,9 +234,9 @@ class MADDPG(MultiAgentAlgorithm):
                 f"vect_noise_dim={noise.num_envs} exploration-noise states; create it with "
                 f"vect_noise_dim=num_envs (create_population(..., num_envs=...) does this)"
             )
-        space = self.action_spaces[agent]
-        half_range = (space.high - space.low) / 2
-        return np.clip(a + noise.sample() * half_range, space.low, space.high)
+        low, high, half_range = self.box_bounds[agent]
+        noisy = a + noise.sample() * half_range
+        return np.minimum(np.maximum(noisy, low, out=noisy), high, out=noisy)  # np.clip, without its overhead
 
     def reset_action_noise(self, indices: Sequence[int] | None = None) -> None:
         """Restart the exploration noise of the given sub-envs (all when None), e.g. at episode ends."""

@@ -36,6 +36,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import pickle
 import signal
+import sys
 import time
 import weakref
 from abc import ABC, abstractmethod
@@ -58,12 +59,15 @@ from marlkit.envs.worker import (
     default_start_method,
     shutdown_workers,
     split_rows,
+    unguarded_main_script,
     worker_main,
 )
 
 EnvFn = Callable[[], Any]  # () -> pettingzoo.ParallelEnv
 
 STARTUP_TIMEOUT = 120.0  # seconds: the least a worker is given to build its sub-envs
+DEFAULT_TIMEOUT = 60.0  # seconds to wait for a worker's answer (AsyncPettingZooVecEnv's ``timeout``)
+DEFAULT_SPIN = 1e-3  # seconds of busy-waiting before sleeping (AsyncPettingZooVecEnv's ``spin``)
 
 
 class WorkerError(RuntimeError):
@@ -358,7 +362,22 @@ class AsyncPettingZooVecEnv(_PettingZooVecEnv):
     spin: seconds that the parent (for answers) and the workers (for the next command) busy-wait before
         sleeping, which saves the tens of microseconds a wake-up costs on every step of a cheap env; it
         switches itself off while the other side is slow (see ``marlkit.envs.worker.Readable``). 0 disables.
-    context: multiprocessing start method, default ``default_start_method()``.
+    context: multiprocessing start method ('fork', 'forkserver' or 'spawn'). Default: 'forkserver' (Windows:
+        'spawn'), except that a script without ``if __name__ == "__main__":`` gets 'fork' on Linux, so the
+        guide's unguarded scripts run as they are (see "Start method" below). ``start_method`` tells which.
+
+    Start method. 'forkserver' forks each worker from a small single-threaded server process that has
+    already imported marlkit's worker module: a worker starts in milliseconds, and it inherits only its
+    own pipe ends. 'fork' would be as fast, but it copies a parent that usually runs threads (PyTorch's
+    thread pool, Jupyter's), and forking a multi-threaded process can deadlock the child (Python >= 3.12
+    warns about it; 3.14 made 'forkserver' the Linux default). forkserver's (and spawn's) price: every
+    worker imports the main module again, which re-runs whatever a script does outside
+    ``if __name__ == "__main__":`` (creating this env included, which then fails). So when the main
+    module is a script without that guard (``marlkit.envs.worker.unguarded_main_script``), the default on
+    Linux is 'fork', the reference library's default there: the workers only step the sub-envs and never
+    touch torch, whose thread pool (when the parent has started it) is the known fork hazard. If your
+    env itself uses torch or threads, guard the script and forkserver is used. Where 'fork' is not safe
+    (macOS) or not available (Windows), an unguarded script gets a clear error before any worker starts.
 
     Each step the parent writes the actions into shared memory, sends each worker a tiny "step" message,
     and reads observations, rewards and done flags back from shared memory; only non-empty infos travel
@@ -374,13 +393,15 @@ class AsyncPettingZooVecEnv(_PettingZooVecEnv):
         num_workers: int | None = None,
         envs_per_worker: int | None = None,
         main_process_envs: int | None = None,
-        timeout: float | None = 60.0,
-        spin: float = 1e-3,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        spin: float = DEFAULT_SPIN,
         context: str | None = None,
     ):
         env_fns = list(env_fns)
         if not env_fns:
             raise ValueError("env_fns is empty: pass one env factory per sub-env")
+        self.start_method = context or default_start_method()
+        check_main_module(self.start_method, chosen=context is None)
         # Agents and spaces come from one throwaway instance, because the shared memory they size must
         # exist before the workers start (it is handed to them at start-up).
         probe = env_fns[0]()
@@ -416,15 +437,9 @@ class AsyncPettingZooVecEnv(_PettingZooVecEnv):
         ]
         self.num_workers = len(self.worker_rows)
 
-        # Start method. 'fork' would be fastest and needs no pickling, but it copies a parent that usually
-        # runs threads (PyTorch's thread pool, Jupyter's), and forking a multi-threaded process can deadlock
-        # the child (Python >= 3.12 warns about it; 3.14 made 'forkserver' the Linux default). 'forkserver'
-        # forks workers from a small single-threaded server process that has already imported marlkit's
-        # worker module, so a worker still starts in milliseconds, and it inherits only its own pipe (so it
-        # sees EOF when the parent dies). The price: factories are pickled (we use cloudpickle, so lambdas
-        # work) and a *script* must guard its entry point with `if __name__ == "__main__":`, because
-        # workers re-import the main module; notebooks need nothing. context="fork" lifts both on Linux.
-        ctx = mp.get_context(context or default_start_method())
+        # Start method: see "Start method" in the class docstring. Factories are always sent with cloudpickle
+        # (lambdas and closures work), whichever method starts the workers.
+        ctx = mp.get_context(self.start_method)
         if ctx.get_start_method() == "forkserver":
             ctx.set_forkserver_preload(["marlkit.envs.worker"])  # only takes effect before the server starts
 
@@ -545,10 +560,13 @@ class AsyncPettingZooVecEnv(_PettingZooVecEnv):
         self._broken = f"worker {k} ({self._describe(k)}) {how} while handling {command!r}"
         hint = ""
         if command == "start":
-            hint = (
-                "\nIts traceback, if any, is printed above. If you run a script, protect its entry point with "
-                "`if __name__ == '__main__':` (workers re-import the main module), or pass context='fork'."
-            )
+            hint = "\nIts traceback, if any, is printed above."
+            if self.start_method != "fork":
+                hint += (
+                    f" Workers started with {self.start_method!r} re-import the main module: if you run a "
+                    f"script, put the code that creates this env under `if __name__ == '__main__':`"
+                    + (", or pass context='fork'." if "fork" in mp.get_all_start_methods() else ".")
+                )
         raise WorkerError(f"{self._broken}; close this vector env and create a new one{hint}")
 
     def _describe(self, k: int) -> str:
@@ -569,7 +587,8 @@ class AsyncPettingZooVecEnv(_PettingZooVecEnv):
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(num_envs={self.num_envs}, num_workers={self.num_workers}, "
-            f"main_process_envs={self.main_process_envs}, agents={list(self._agents)})"
+            f"main_process_envs={self.main_process_envs}, start_method={self.start_method!r}, "
+            f"agents={list(self._agents)})"
         )
 
 
@@ -582,6 +601,48 @@ def default_split(num_envs: int) -> tuple[int, int]:
     return num_envs // lanes, lanes - 1
 
 
-def make_multi_agent_vect_envs(env_fn: Callable[..., Any], num_envs: int = 1, **env_kwargs) -> AsyncPettingZooVecEnv:
-    """``AsyncPettingZooVecEnv`` of ``num_envs`` copies of ``env_fn(**env_kwargs)`` (the guide's helper)."""
-    return AsyncPettingZooVecEnv([lambda: env_fn(**env_kwargs) for _ in range(num_envs)])
+def check_main_module(start_method: str, chosen: bool) -> None:
+    """Refuse, before any worker starts, a default start method that would re-run an unguarded script.
+
+    ``chosen``: the start method is the default (not the caller's ``context``). On Linux the default is
+    then 'fork' for such scripts, so this only fires where 'fork' is unsafe or missing (macOS, Windows).
+    """
+    if not chosen or start_method == "fork":
+        return
+    script = unguarded_main_script()
+    if script is not None:
+        raise RuntimeError(
+            f"{script} has no `if __name__ == '__main__':` guard, and on {sys.platform} the workers of "
+            f"AsyncPettingZooVecEnv start with {start_method!r}, which re-runs the main script in every worker "
+            f"(creating this env again). Put the script's code under `if __name__ == '__main__':`, or use "
+            f"SyncPettingZooVecEnv (no worker processes)."
+        )
+
+
+def make_multi_agent_vect_envs(
+    env_fn: Callable[..., Any],
+    num_envs: int = 1,
+    *,
+    num_workers: int | None = None,
+    envs_per_worker: int | None = None,
+    main_process_envs: int | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    spin: float = DEFAULT_SPIN,
+    context: str | None = None,
+    **env_kwargs,
+) -> AsyncPettingZooVecEnv:
+    """``AsyncPettingZooVecEnv`` of ``num_envs`` copies of ``env_fn(**env_kwargs)`` (the guide's helper).
+
+    The keyword arguments named after ``AsyncPettingZooVecEnv``'s options (``num_workers``,
+    ``envs_per_worker``, ``main_process_envs``, ``timeout``, ``spin``, ``context``) go to the vector env;
+    all others go to ``env_fn``.
+    """
+    return AsyncPettingZooVecEnv(
+        [lambda: env_fn(**env_kwargs) for _ in range(num_envs)],
+        num_workers=num_workers,
+        envs_per_worker=envs_per_worker,
+        main_process_envs=main_process_envs,
+        timeout=timeout,
+        spin=spin,
+        context=context,
+    )

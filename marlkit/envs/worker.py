@@ -8,12 +8,15 @@ identical transitions by construction.
 
 from __future__ import annotations
 
+import ast
+import functools
 import math
 import multiprocessing as mp
 import os
 import pickle
 import select
 import signal
+import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -261,8 +264,59 @@ def available_cpus() -> int:
 
 
 def default_start_method() -> str:
-    """'forkserver' where the OS has it (Linux, macOS), else 'spawn' (Windows). See AsyncPettingZooVecEnv."""
-    return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    """The start method ``AsyncPettingZooVecEnv`` uses by default (its docstring says why).
+
+    'fork' when the main module is a script that workers started any other way would re-run
+    (:func:`unguarded_main_script`) and the OS forks safely (Linux and other non-macOS Unixes);
+    otherwise 'forkserver' where the OS has it (Linux, macOS), else 'spawn' (Windows).
+    """
+    methods = mp.get_all_start_methods()
+    if "fork" in methods and sys.platform != "darwin" and unguarded_main_script() is not None:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+def unguarded_main_script() -> str | None:
+    """The main script's path if a 'spawn'/'forkserver' worker would re-run its code, else None.
+
+    Such workers import the main module again (as ``__mp_main__``), which runs everything not under
+    ``if __name__ == "__main__":``. Which main modules are re-imported follows ``multiprocessing.spawn``:
+    a script (``python train.py``) or a module run with ``python -m pkg.mod``, but not a package's
+    ``__main__.py``, ``python -c``, a REPL or a notebook kernel. A module counts as guarded when its top
+    level has an ``if`` on ``__name__ == "__main__"``.
+    """
+    main = sys.modules.get("__main__")
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    if name is not None:
+        if name == "__main__" or name.endswith(".__main__"):
+            return None  # multiprocessing does not re-import these
+        path = getattr(main.__spec__, "origin", None)
+    else:
+        path = getattr(main, "__file__", None)
+    if not path or not str(path).endswith(".py") or os.path.basename(path) == "ipython.py":
+        return None
+    try:
+        guarded = _has_main_guard(os.path.abspath(path), os.stat(path).st_mtime_ns)
+    except OSError:
+        return None
+    return None if guarded else str(path)
+
+
+@functools.lru_cache(maxsize=8)
+def _has_main_guard(path: str, mtime_ns: int) -> bool:
+    """Whether the file's top level has ``if __name__ == "__main__":`` (unparsable files count as guarded)."""
+    try:
+        with open(path, "rb") as file:
+            tree = ast.parse(file.read(), path)
+    except (SyntaxError, ValueError):
+        return True  # not ours to judge: leave the start method as it was
+    for node in tree.body:
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Compare):
+            names = {n.id for n in ast.walk(node.test) if isinstance(n, ast.Name)}
+            values = {n.value for n in ast.walk(node.test) if isinstance(n, ast.Constant)}
+            if "__name__" in names and "__main__" in values:
+                return True
+    return False
 
 
 def split_rows(num_envs: int, num_workers: int | None = None, envs_per_worker: int | None = None) -> list[range]:

@@ -121,7 +121,7 @@ class DeterministicActor(_ActorBase):
         self, obs: torch.Tensor, action_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(action as in forward(), pre-activation (B, d) or (B, n)): pre-tanh outputs or unmasked logits."""
-        out = self.net(obs)
+        out = self.net.forward(obs)  # (not self.net(obs): see EvolvableMLP.forward)
         if not self.discrete:
             if action_mask is not None:
                 raise ValueError(f"action masks are for Discrete action spaces; this actor acts in {self.action_space}")

@@ -15,10 +15,15 @@ A network config has five keys::
 * nested per group id: ``{"bob": {...}, "fred": {...}}`` where ``group_id("bob_1") == "bob"``.
 
 Agent and group entries may be mixed; an agent's own entry replaces its group's entry (entries are
-not merged). With ``share_parameters=True`` (IPPO: one network per group) only group entries are
-allowed and the result is keyed by group. Agents that no entry mentions get defaults chosen from
-their observation space (an MLP for vectors, a CNN for images). Every key is checked, so a typo
-such as ``hiden_size`` fails loudly instead of silently falling back to a default.
+not merged). With ``share_parameters=True`` (IPPO: one network per group) the result is keyed by group,
+and a group's network is configured by its group entry, or by per-agent entries when they cannot
+disagree: the entry of a group's only member (the guide's IPPO example configures ``speaker_0`` and
+``listener_0``, groups of one), or entries for every member that resolve to the same config. Per-agent
+entries that would give one shared network two architectures (``bob_0`` and ``bob_1`` different, or
+``bob_0`` alone while ``bob_1`` falls back to ``bob``/defaults) are refused. Agents that no entry
+mentions get defaults chosen from their observation space (an MLP for vectors, a CNN for images).
+Every key is checked, so a typo such as ``hiden_size`` fails loudly instead of silently falling back
+to a default.
 """
 
 from __future__ import annotations
@@ -195,8 +200,9 @@ def resolve_net_config(
     """One complete network config per agent id, or per group id when ``share_parameters=True``.
 
     Raises ValueError (naming the key and what was expected) for unknown keys, keys that are neither
-    an agent nor a group, per-agent keys when groups share parameters, groups whose agents have
-    different observation spaces when sharing, and encoder configs of the wrong kind for a space.
+    an agent nor a group, per-agent keys that could disagree within a group that shares parameters,
+    groups whose agents have different observation spaces when sharing, and encoder configs of the
+    wrong kind for a space.
     """
     agent_ids = list(agent_ids)
     if len(agent_ids) != len(observation_spaces):
@@ -226,10 +232,6 @@ def resolve_net_config(
                 raise ValueError(
                     f"net_config key {key!r} is neither an agent id {agent_ids} nor a group id {list(groups)}; "
                     f"a single-level net_config uses the keys {list(NETWORK_KEYS)}")
-            if share_parameters and key not in groups:
-                raise ValueError(
-                    f"net_config key {key!r} is per-agent, but IPPO shares parameters within group "
-                    f"'{group_id(key)}'; configure '{group_id(key)}' instead")
             if not isinstance(entry, dict):
                 raise ValueError(f"net_config entry {key!r} must be a dict, got {type(entry).__name__}: {entry!r}")
 
@@ -239,16 +241,38 @@ def resolve_net_config(
         return entries.get(agent, entries.get(group_id(agent), {}))
 
     if share_parameters:
-        return {
-            group: complete_net_config(space_of[members[0]], entry_for(members[0]), f"net_config for group '{group}'")
-            for group, members in groups.items()
-        }
+        return {group: shared_group_config(group, members, entries, entry_for, space_of[members[0]])
+                for group, members in groups.items()}
     resolved = {
         agent: complete_net_config(space_of[agent], entry_for(agent), f"net_config for agent '{agent}'")
         for agent in agent_ids
     }
-    # a group entry that every member overrides is unused, but a typo in it should still fail
+    check_unused_group_entries(entries, groups, space_of)
+    return resolved
+
+
+def shared_group_config(group: str, members: Sequence[str], entries: dict, entry_for, space: spaces.Space) -> dict:
+    """The one config of a group whose members share a network (``resolve_net_config(share_parameters=True)``).
+
+    Per-agent entries are fine when they cannot disagree: every member has one and all resolve to the same
+    config (a group of one always does). Otherwise the shared network would need two architectures at once.
+    """
+    per_agent = [agent for agent in members if agent in entries and agent != group]
+    if not per_agent:
+        return complete_net_config(space, entry_for(members[0]), f"net_config for group '{group}'")
+    configs = {agent: complete_net_config(space, entries[agent], f"net_config for agent '{agent}'")
+               for agent in per_agent}
+    if len(per_agent) < len(members) or any(config != configs[per_agent[0]] for config in configs.values()):
+        raise ValueError(
+            f"net_config key {per_agent[0]!r} is per-agent, but IPPO shares parameters within group "
+            f"'{group}'; configure '{group}' instead")
+    if group in entries:  # every member overrides it: unused, but a typo in it should still fail
+        complete_net_config(space, entries[group], f"net_config for group '{group}'")
+    return configs[per_agent[0]]
+
+
+def check_unused_group_entries(entries: dict, groups: dict[str, list[str]], space_of: dict) -> None:
+    """A group entry that every member overrides is unused, but a typo in it should still fail."""
     for key, entry in entries.items():
         if key in groups and key not in space_of and all(a in entries for a in groups[key]):
             complete_net_config(space_of[groups[key][0]], entry, f"net_config for group '{key}'")
-    return resolved

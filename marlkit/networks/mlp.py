@@ -44,6 +44,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from marlkit.networks.evolvable import (
@@ -124,12 +125,17 @@ class EvolvableMLP(EvolvableModule):
         """x (batch, num_inputs) -> (batch, num_outputs)."""
         if x.shape[-1] != self.num_inputs:
             raise ValueError(f"expected input of shape (batch, {self.num_inputs}), got {tuple(x.shape)}")
+        # F.linear and each module's forward() rather than layer(x): nn.Module.__call__ (hook dispatch)
+        # costs more than the arithmetic of a small layer on a few rows, and acting runs this every env
+        # step. Same result; the price is that hooks registered on the layers themselves are not called.
+        act = self.act.forward
         for i, linear in enumerate(self.hidden):
-            x = linear(x)
+            x = F.linear(x, linear.weight, linear.bias)
             if self.layer_norm:
-                x = self.norms[i](x)
-            x = self.act(x)
-        return self.output_act(self.output(x))
+                x = self.norms[i].forward(x)
+            x = act(x)
+        output = self.output
+        return self.output_act.forward(F.linear(x, output.weight, output.bias))
 
     # ----------------------------------------------------------------------------------------------
     # mutations: sampling (all the randomness)

@@ -138,8 +138,9 @@ class EvolvableNetwork(EvolvableModule):
 
         Returns (batch, num_outputs).
         """
+        # Sub-modules' forward() directly, as in EvolvableMLP.forward (hook dispatch outweighs small layers).
         if not self.multi_input:
-            x = self.encoders[0](preprocess_observation(obs, self.observation_spaces[0]))
+            x = self.encoders[0].forward(preprocess_observation(obs, self.observation_spaces[0]))
         else:
             if len(obs) != len(self.encoders):
                 raise ValueError(f"expected {len(self.encoders)} observation batches, got {len(obs)}")
@@ -150,7 +151,7 @@ class EvolvableNetwork(EvolvableModule):
                 got = None if extra is None else tuple(extra.shape)
                 raise ValueError(f"expected extra inputs of shape (batch, {self.extra_inputs}), got {got}")
             x = torch.cat([x, extra], dim=-1)
-        return self.head(x)
+        return self.head.forward(x)
 
     # ----------------------------------------------------------------------------------------------
     # mutations

@@ -4,6 +4,12 @@ One generation = every member trains for ``evo_steps`` env steps, then the popul
 recorded, checkpointed, and replaced by tournament selection + mutation. ``train_multi_agent_off_policy``
 and ``train_multi_agent_on_policy`` differ only in how one member trains; everything in this module is
 the part they have in common.
+
+Budgets are counted per member, as in the guide's custom loop
+(``while np.less([agent.steps[-1] for agent in pop], max_steps).all()``): ``max_steps`` and
+``checkpoint`` are env steps of *each* member, so a population of 4 with ``max_steps=200_000`` takes
+800,000 env steps in all. The run record's ``global_steps`` (and W&B's ``global_step``) count the
+whole population's env steps.
 """
 
 from __future__ import annotations
@@ -44,12 +50,18 @@ def target_reached(pop: Sequence[Any], target: float | None, window: int = TARGE
     return all(len(a.fitness) > 0 and np.mean(a.fitness[-window:]) >= target for a in pop)
 
 
-def planned_steps(max_steps: int, pop_size: int, evo_steps: int | None, num_envs: int) -> int:
-    """Env steps a run really takes: generations end whole, so the last one may pass ``max_steps``."""
+def planned_steps(max_steps: int, evo_steps: int | None, num_envs: int) -> int:
+    """Env steps each member really takes (the progress bar's total): ``max_steps`` rounded up to whole
+    generations, since a generation ends whole (each member takes ``(evo_steps // num_envs) * num_envs``)."""
     if not evo_steps:
         return max_steps
-    generation = pop_size * (evo_steps // num_envs) * num_envs
+    generation = (evo_steps // num_envs) * num_envs
     return -(-max_steps // generation) * generation if generation else max_steps
+
+
+def member_steps(pop: Sequence[Any]) -> int:
+    """The furthest member's env-step count, ``max(agent.steps[-1])``: what ``max_steps`` is compared with."""
+    return max(int(agent.steps[-1]) for agent in pop)
 
 
 class EpisodeScores:
@@ -99,6 +111,7 @@ class GenerationLoop:
 
     The training functions call :meth:`train_step_done` as env steps are taken and :meth:`end_generation`
     after every member has trained; the latter evaluates, logs, saves and evolves the population.
+    ``max_steps`` and ``checkpoint`` count each member's env steps; ``total_steps`` counts the population's.
     """
 
     def __init__(
@@ -137,10 +150,11 @@ class GenerationLoop:
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else self.run_dir / "checkpoints"
         self.elite_path = Path(elite_path) if elite_path else self.run_dir / "elite.pt"
         self.record = RunRecord(self.run_dir)
-        self.record.write_meta(env_name=env_name, algo=algo, max_steps=max_steps, **meta)
+        self.record.write_meta(env_name=env_name, algo=algo, max_steps=max_steps, pop_size=len(pop), **meta)
         self.generation = len(self.record.generations)  # > 0 when resuming into an existing run dir
-        self.total_steps = int(sum(a.steps[-1] for a in pop))
-        self.next_checkpoint = None if not checkpoint else (self.total_steps // checkpoint + 1) * checkpoint
+        self.total_steps = int(sum(a.steps[-1] for a in pop))  # env steps of the whole population
+        start = member_steps(pop)
+        self.next_checkpoint = None if not checkpoint else (start // checkpoint + 1) * checkpoint
         self.pop_fitnesses: list[list[float]] = []
         self.on_generation = on_generation
         self.wandb_run = None
@@ -149,9 +163,13 @@ class GenerationLoop:
 
             self.wandb_run = wandb.init(project="marlkit", name=self.run_dir.name, config=meta)
         self.start = time.perf_counter()
+        # The bar counts steps per member, like max_steps: within a generation it advances by the
+        # population's env steps / pop size, so it reaches each member's count when the generation ends.
+        self._bar_origin = (start, self.total_steps)
         self.pbar = tqdm(
-            total=planned_steps(max_steps, len(pop), meta.get("evo_steps"), self.num_envs),
-            initial=self.total_steps,
+            total=planned_steps(max_steps, meta.get("evo_steps"), self.num_envs),
+            initial=start,
+            desc="steps per member",
             unit="step",
             dynamic_ncols=True,
             disable=not verbose,
@@ -180,12 +198,14 @@ class GenerationLoop:
         return self.pop, self.pop_fitnesses
 
     def done(self) -> bool:
-        """``max_steps`` counts env steps taken by the whole population (every member's steps added up)."""
-        return self.total_steps >= self.max_steps
+        """The guide's budget: stop once a member has taken ``max_steps`` env steps (``agent.steps[-1]``)."""
+        return not np.less([agent.steps[-1] for agent in self.pop], self.max_steps).all()
 
     def train_step_done(self, num_steps: int) -> None:
+        """``num_steps`` env steps were taken by the member now training."""
         self.total_steps += num_steps
-        self.pbar.update(num_steps)
+        start_member, start_total = self._bar_origin
+        self.pbar.update(start_member + (self.total_steps - start_total) // len(self.pop) - self.pbar.n)
 
     def end_generation(self) -> bool:
         """Evaluate, record, checkpoint and evolve; returns True when training should stop."""
@@ -197,10 +217,11 @@ class GenerationLoop:
         wall = time.perf_counter() - self.start
         entry = self.record.log_population(self.generation, self.pop, self.total_steps, eval_loop=self.eval_loop)
         best = max(fitnesses)
+        # sps: env steps per second of the whole population (the machine's throughput)
         self.pbar.set_postfix(best=f"{best:.2f}", sps=f"{self.total_steps / max(wall, 1e-9):.0f}", refresh=False)
         if self.verbose:
             self.pbar.write(
-                f"gen {self.generation:3d} | steps {self.total_steps:>9,d} | fitness "
+                f"gen {self.generation:3d} | steps per member {member_steps(self.pop):>9,d} | fitness "
                 + " ".join(f"{f:8.2f}" for f in fitnesses)
                 + f" | {wall:6.1f}s"
             )
@@ -228,9 +249,10 @@ class GenerationLoop:
             for agent in self.pop:
                 agent.steps.append(agent.steps[-1])
         self.generation += 1
-        if self.checkpoint and (stop or self.total_steps >= self.next_checkpoint):
+        steps = member_steps(self.pop)
+        if self.checkpoint and (stop or steps >= self.next_checkpoint):
             self.save_population()
-            while self.next_checkpoint <= self.total_steps:
+            while self.next_checkpoint <= steps:
                 self.next_checkpoint += self.checkpoint
         return stop
 

@@ -66,15 +66,17 @@ def train_multi_agent_off_policy(
 ) -> tuple[list, list[list[float]]]:
     """Train a population of off-policy agents with evolutionary HPO.
 
-    Args follow the guide. Beyond it: ``checkpoint`` (save the population every this many env steps,
-    into ``checkpoint_path``, default ``<run_dir>/checkpoints``), ``save_elite``/``elite_path`` (save the
-    best agent after each generation, default ``<run_dir>/elite.pt``), ``seed`` (seeds torch/NumPy and the
-    env resets), ``run_dir`` (where the run record ``generations.jsonl`` goes; default
+    Args follow the guide. Beyond it: ``checkpoint`` (save the population every this many env steps per
+    member, into ``checkpoint_path``, default ``<run_dir>/checkpoints``), ``save_elite``/``elite_path`` (save
+    the best agent after each generation, default ``<run_dir>/elite.pt``), ``seed`` (seeds torch/NumPy and
+    the env resets), ``run_dir`` (where the run record ``generations.jsonl`` goes; default
     ``runs/<env_name>-<algo>-<time>``), ``on_generation`` (called with each generation's record line,
     e.g. by the live training widget).
 
-    ``max_steps`` counts the env steps of the whole population (all members added up); training stops at
-    the end of the generation that reaches it.
+    ``max_steps`` is the budget of *each member*, in env steps (``agent.steps[-1]``), as in the guide's
+    custom loop: a population of 4 with ``max_steps=200_000`` takes 800,000 env steps in all. Training
+    stops at the end of the generation in which the members reach it (each member takes
+    ``(evo_steps // num_envs) * num_envs`` env steps per generation).
 
     Early stopping: training stops once every member's mean fitness over its last 3 evaluations is at
     least ``target``.

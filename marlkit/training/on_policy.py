@@ -45,8 +45,9 @@ def train_multi_agent_on_policy(
 
     Arguments as for :func:`marlkit.train_multi_agent_off_policy`, without the replay buffer. Each member
     learns after every ``agent.learn_step`` env steps (rounded down to whole vector steps, at least one).
-    ``max_steps`` counts the env steps of the whole population (all members added up); training stops at
-    the end of the generation that reaches it.
+    ``max_steps`` (and ``checkpoint``) count the env steps of *each member* (``agent.steps[-1]``), as in the
+    guide: a population of 4 with ``max_steps=1_000_000`` takes 4,000,000 env steps in all. Training stops
+    at the end of the generation in which the members reach it.
 
     Early stopping: every member's mean fitness over its last 3 evaluations is at least ``target``.
 

@@ -3,7 +3,8 @@
 A run directory holds::
 
     runs/<env_name>-<algo>-<YYYYmmdd-HHMMSS>/
-        run.json            metadata written once (env, algo, INIT_HP, hp_config.to_dict(), seed, ...)
+        run.json            metadata written once (env, algo, INIT_HP, hp_config.to_dict(), seed, ...;
+                            the training functions add max_steps, each member's env-step budget, and pop_size)
         generations.jsonl   one line per generation, appended as training goes
 
 Each line of ``generations.jsonl`` is a plain JSON object::

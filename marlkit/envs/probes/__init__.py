@@ -35,10 +35,15 @@ A decentralised critic ``Q(obs_i, a_i)`` can be checked with ``ans.obs, ans.acti
 ``AsyncAgentsEnv`` returns observations only for the agents that act next (the guide's convention), so
 PettingZoo's stock ``parallel_api_test``, which reads ``obs[agent]`` for every live agent, needs a
 placeholder-filling adapter for it (see tests/test_probes.py).
+
+``CommunicationEnv`` (not in ``PROBE_ENVS``: its listener observes a message, not a state symbol) is
+Speaker Listener reduced to its credit path: the speaker's message reaches the listener one step later,
+and a listener that ignores it still earns something. See ``marlkit/envs/probes/communication.py``.
 """
 
 from .asynchronous import AsyncAgentsEnv
 from .base import ProbeAnswer, ProbeEnv
+from .communication import CommunicationEnv
 from .policy import ContextualCueEnv, CoordinationEnv, FixedObsPolicyEnv, ObsDependentPolicyEnv
 from .value import ConstantRewardEnv, DiscountedRewardEnv, ObsDependentRewardEnv
 
@@ -57,6 +62,7 @@ PROBE_ENVS: dict[str, type[ProbeEnv]] = {
 __all__ = [
     "PROBE_ENVS",
     "AsyncAgentsEnv",
+    "CommunicationEnv",
     "ConstantRewardEnv",
     "ContextualCueEnv",
     "CoordinationEnv",
