@@ -183,6 +183,8 @@ class IPPO(MultiAgentAlgorithm):
 
         self.rollouts = {group: RolloutBuffer(members) for group, members in self.groups.items()}
         self._last_step: PolicyStep | None = None  # get_action -> store_transition hand-over
+        # Per group: (rows seen, mean advantage variance over them), the floor of advantage normalisation.
+        self.advantage_stats: dict[str, tuple[int, float]] = {group: (0, 0.0) for group in self.groups}
 
     # ================================================================== acting (plumbing)
     def get_action(
@@ -393,6 +395,7 @@ class IPPO(MultiAgentAlgorithm):
             b_mask = None if batch.action_mask is None else batch.action_mask[act]
 
             n = b_obs.shape[0]
+            adv_scale = self.advantage_scale(group, b_adv)
             num_chunks = max(1, round(n / self.batch_size))  # equal-sized minibatches of ~batch_size rows
             for _ in range(self.update_epochs):
                 stop = False
@@ -403,8 +406,10 @@ class IPPO(MultiAgentAlgorithm):
                     ratio = log_ratio.exp()
                     entropy = dist.entropy().mean()
                     adv = b_adv[mb]
-                    if len(mb) > 1:  # per-minibatch normalisation: a scale-free policy step
-                        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                    if len(mb) > 1:  # per-minibatch normalisation: a scale-free policy step ...
+                        # ... that never blows up a minibatch whose advantages are smaller than the group's
+                        # usual scale (see advantage_scale: that would turn value noise into a full step)
+                        adv = (adv - adv.mean()) / (torch.clamp(adv.std(), min=adv_scale) + 1e-8)
 
                     # (2) the clipped surrogate: no incentive to move the ratio beyond 1 +- clip_coef.
                     policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - self.clip_coef, 1 + self.clip_coef))
@@ -445,6 +450,28 @@ class IPPO(MultiAgentAlgorithm):
             return dict.fromkeys(LOSS_NAMES, float("nan"))
         return {name: float(total) / num_minibatches for name, total in sums.items()}
 
+    def advantage_scale(self, group: str, advantages: torch.Tensor) -> float:
+        """Record this rollout's advantages ``(N,)`` of ``group``; returns the group's advantage scale so far.
+
+        The scale is the root of the mean advantage variance over every row the group has learnt from. A
+        minibatch's advantages are divided by the larger of their own std and this scale. Why not by their
+        own std alone: once a policy is right almost everywhere, every row earns the same reward and the
+        advantages are only the critic's errors (std 0.003 where it was 0.5). Dividing by that std blows
+        the errors up to unit size, and since the errors depend on the state, the "step" is systematic:
+        with entropy 0 it can turn a correct, near-deterministic policy into a constant action that never
+        recovers (issue 21: one policy ends at chance). With the floor such a rollout changes the policy by
+        as little as its advantages say. The mean runs over all rows (not a moving window), as in the running
+        reward normalisation of Baselines, so a long converged phase does not bring the blow-up back.
+        """
+        n = int(advantages.numel())
+        rows, mean_var = self.advantage_stats[group]
+        if n > 1:
+            var = float(advantages.var())
+            rows += n
+            mean_var += (var - mean_var) * n / rows
+            self.advantage_stats[group] = (rows, mean_var)
+        return mean_var ** 0.5
+
     def advantages(self, group: str, batch: Any | None = None) -> torch.Tensor:
         """GAE advantages ``(T, C)`` of ``group``'s rollout (its stored one unless ``batch`` is given).
 
@@ -466,6 +493,13 @@ class IPPO(MultiAgentAlgorithm):
         )
 
     # ================================================================== checkpoints
+    def extra_state(self) -> dict[str, Any]:
+        return {"advantage_stats": {g: [int(r), float(v)] for g, (r, v) in self.advantage_stats.items()}}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        stats = state.get("advantage_stats", {})  # absent in checkpoints written before it existed
+        self.advantage_stats.update({g: (int(r), float(v)) for g, (r, v) in stats.items()})
+
     def init_kwargs(self) -> dict[str, Any]:
         return {
             **super().init_kwargs(),
