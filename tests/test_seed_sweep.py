@@ -23,9 +23,10 @@ from marlkit.envs.vector import SyncPettingZooVecEnv
 
 IDS = ("agent_0", "agent_1", "solo_0")  # a group of two (shared actor and critic) and a lone agent
 NET = {"latent_dim": 16, "encoder_config": {"hidden_size": [16]}, "head_config": {"hidden_size": [16]}}
-HP = {"lr": 3e-3, "batch_size": 128, "learn_step": 256, "gamma": 0.9, "ent_coef": 0.0}
+# lr 5e-3 over 6 rollouts: 20/20 seeds on every probe at ~60% of the cost of 3e-3 over 10 (measured, issue 21)
+HP = {"lr": 5e-3, "batch_size": 128, "learn_step": 256, "gamma": 0.9, "ent_coef": 0.0}
 SEEDS = range(20)
-OFF_POLICY_SEEDS = (1, 2)  # seed 0 is test_off_policy's
+OFF_POLICY_SEEDS = (1,)  # seed 0 is test_off_policy's; one more seed each keeps the file under a minute
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +37,7 @@ def _single_thread():
     torch.set_num_threads(threads)
 
 
-def train_ippo(seed, probe, probe_kwargs, rollouts=10, num_envs=16, **kwargs):
+def train_ippo(seed, probe, probe_kwargs, rollouts=6, num_envs=16, **kwargs):
     """IPPO on ``rollouts`` rollouts of ``learn_step`` env steps; returns (agent, a fresh probe env)."""
     make = lambda: PROBE_ENVS[probe](agent_ids=IDS, **probe_kwargs)  # noqa: E731
     env = SyncPettingZooVecEnv([make] * num_envs)
