@@ -9,8 +9,9 @@ from _vector_test_envs import DyingAgentEnv
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
+from marlkit import create_population, make_multi_agent_vect_envs, train_multi_agent_on_policy
 from marlkit.algorithms.ippo import IPPO
-from marlkit.algorithms.rollout import compute_gae
+from marlkit.algorithms.rollout import Transition, compute_gae
 from marlkit.envs.probes import PROBE_ENVS, AsyncAgentsEnv
 from marlkit.envs.vector import SyncPettingZooVecEnv
 
@@ -412,3 +413,75 @@ def test_clone_is_independent():
     assert any(not torch.equal(v, before[k]) for k, v in twin.actors["agent"].state_dict().items())
     twin_params = {id(p) for p in twin.actors["agent"].parameters()}
     assert all(id(p) in twin_params for g in twin.optimizers["actors/agent"].param_groups for p in g["params"])
+
+
+# ----------------------------------------------------------------------------- determinism
+def guide_run(seed):
+    """The guide's flow (async vector env, create_population, train_multi_agent_on_policy) with one seed;
+    returns the fitnesses and every member's weights."""
+    env = make_multi_agent_vect_envs(PROBE_ENVS["obs_dependent_policy"], num_envs=4, agent_ids=MIXED_IDS)
+    spaces_ = [[f(a) for a in MIXED_IDS] for f in (env.single_observation_space, env.single_action_space)]
+    init_hp = {"LR": 3e-3, "LEARN_STEP": 64, "BATCH_SIZE": 32, "GAMMA": GAMMA, "AGENT_IDS": list(MIXED_IDS)}
+    pop = create_population("IPPO", *spaces_, NET, init_hp, population_size=2, num_envs=4, seed=seed)
+    pop, fitnesses = train_multi_agent_on_policy(
+        env, "probe", "IPPO", pop, max_steps=1024, evo_steps=256, verbose=False, seed=seed
+    )
+    env.close()
+    weights = [{f"{n}.{k}": v for n, net in a.networks().items() for k, v in net.state_dict().items()} for a in pop]
+    return fitnesses, weights
+
+
+def test_same_seed_same_run_through_the_async_vector_env():
+    """Same seed, same run: initial weights (IPPO builds its networks under ``seeded_init``), action
+    sampling (torch's global generator, seeded by the training function), minibatch order (the agent's
+    rng) and the sub-envs' cues in the worker processes all follow the seed."""
+    (fit_a, weights_a), (fit_b, weights_b) = guide_run(seed=3), guide_run(seed=3)
+    assert fit_a == fit_b
+    for a, b in zip(weights_a, weights_b):
+        assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    _, weights_c = guide_run(seed=4)
+    assert any(not torch.equal(weights_a[0][k], weights_c[0][k]) for k in weights_a[0])
+
+
+def _cue_rollout(agent, rng, informative, vector_steps=16, num_envs=16):
+    """One-step episodes: the cue is a one-hot obs (2,); reward 1 for answering it (or always 1)."""
+    ones, zeros = np.ones(num_envs, dtype=bool), np.zeros(num_envs, dtype=bool)
+    for _ in range(vector_steps):
+        cue = rng.integers(2, size=num_envs)
+        obs = np.eye(2, dtype=np.float32)[cue]
+        step = agent.act({"agent_0": obs})
+        action = step.raw_action["agent_0"]
+        reward = (action == cue).astype(np.float32) if informative else np.ones(num_envs, dtype=np.float32)
+        agent.add_transitions({"agent_0": Transition(
+            obs=obs, action=action, log_prob=step.log_prob["agent_0"], value=step.value["agent_0"], reward=reward,
+            terminated=ones, truncated=zeros, next_obs=obs, next_valid=ones, active=ones, action_mask=None,
+        )})
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_rollout_with_nothing_to_learn_leaves_a_learnt_policy_alone(seed):
+    # Issue 21: once a policy is right almost everywhere, every reward is the same and the advantages are
+    # only the critic's (state-dependent) errors. Normalising them by their own tiny std made a full-size,
+    # systematic step: one such rollout turned P(correct) 0.999 into 0.17 or 0.007 (seeds 2 and 5) and,
+    # with entropy 0, that policy stayed a constant action (at chance) for the rest of the run.
+    torch.manual_seed(seed)
+    net = {"latent_dim": 16, "encoder_config": {"hidden_size": [16]}, "head_config": {"hidden_size": [16]}}
+    agent = IPPO([spaces.Box(0, 1, (2,))], [spaces.Discrete(2)], ["agent_0"], seed=seed, net_config=net,
+                 lr=1e-2, batch_size=64, ent_coef=0.0, learn_step=256)
+
+    def p_correct():
+        with torch.no_grad():
+            return agent.actors["agent"](torch.eye(2)).dist.probs[[0, 1], [0, 1]].numpy()
+
+    rng = np.random.default_rng(seed)
+    for _ in range(20):
+        _cue_rollout(agent, rng, informative=True)
+        agent.learn()
+        if p_correct().min() > 0.99:
+            break
+    learnt = p_correct()
+    assert learnt.min() > 0.99, f"the cue was not learnt: P(correct) {learnt}"
+    _cue_rollout(agent, rng, informative=False)
+    agent.learn()
+    after = p_correct()
+    assert np.abs(np.log(after) - np.log(learnt)).max() < 0.05, f"P(correct) {learnt} -> {after}"

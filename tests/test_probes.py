@@ -17,6 +17,7 @@ from pettingzoo.utils import BaseParallelWrapper
 from marlkit.envs.probes import (
     PROBE_ENVS,
     AsyncAgentsEnv,
+    ContextualCueEnv,
     CoordinationEnv,
     DiscountedRewardEnv,
     ProbeAnswer,
@@ -326,6 +327,23 @@ def test_mixed_groups_of_agents(name):
         assert ret == pytest.approx(v_tables[agent][obs.tobytes()])
 
 
+@pytest.mark.parametrize("continuous", [False, True])
+def test_contextual_cue_opposite_agents(continuous):
+    """Issue 21's task: a group answers its cue, a lone agent the opposite; 10-step episodes."""
+    env = ContextualCueEnv(MIXED_IDS, opposite="other_agent", episode_length=10, continuous=continuous)
+    answers = env.expected(GAMMA)
+    assert bellman_mismatches(env, answers, GAMMA, episodes=20) == []
+    _, v_tables = answer_tables(answers)
+    for agent, obs, ret in own_clock_returns(env, env.optimal_action, GAMMA, episodes=5):
+        assert ret == pytest.approx(v_tables[agent][obs.tobytes()])
+    cue_one = env.encode("agent_0", 1)  # 1 step left, cue 1
+    group_answer, lone_answer = (np.asarray(env.optimal_action(a, cue_one)) for a in ("agent_0", "other_agent_0"))
+    assert not np.array_equal(group_answer, lone_answer)
+    assert answers["agent_0"].values.max() == pytest.approx(sum(GAMMA**k for k in range(10)))
+    with pytest.raises(ValueError, match="bob"):
+        ContextualCueEnv(opposite="bob")
+
+
 def test_discounted_probe_values():
     answers = DiscountedRewardEnv().expected(0.8)["agent_1"]
     first = answers.obs[:, 0] == 1.0
@@ -408,6 +426,7 @@ def test_registry_lists_every_probe_with_a_failure_diagnosis():
         "discounted_reward",
         "fixed_obs_policy",
         "obs_dependent_policy",
+        "contextual_cue",
         "coordination",
         "async_agents",
     ]

@@ -63,6 +63,7 @@ class MultiAgentAlgorithm:
     optimizer_lrs: dict[str, str] = {}
     target_groups: dict[str, str] = {}  # trained group -> the group of its target networks
     hp_names: tuple[str, ...] = ()
+    adam_eps: float = 1e-8  # Adam's epsilon (torch's default); IPPO raises it, see ippo.py
 
     def __init__(
         self,
@@ -146,7 +147,7 @@ class MultiAgentAlgorithm:
         group = name.split("/", 1)[0]
         lr = getattr(self, self.optimizer_lrs[group])
         # fused: one kernel for all parameters of the network (many small tensors on a CPU)
-        return torch.optim.Adam(self.networks()[name].parameters(), lr=lr, fused=True)
+        return torch.optim.Adam(self.networks()[name].parameters(), lr=lr, eps=self.adam_eps, fused=True)
 
     def build_optimizers(self, keep_state: bool = True) -> None:
         """(Re)build one Adam optimizer per trained network.

@@ -30,6 +30,17 @@ reapplied when ``learn`` recomputes log-probabilities.
 
 Agents that act at different times (turn-based games, different frequencies) need
 ``marlkit.algorithms.wrappers.AsyncAgentsWrapper`` around the IPPO agent.
+
+Reliability across seeds (issue 21, measured; tests/test_seed_sweep.py sweeps 20 seeds per probe). A seed
+fixes the whole run: the networks are built under ``seeded_init``. With the issue's settings (lr 3e-3, batch
+64, 4 epochs, entropy 0, 4 sub-envs, 12,000 steps) on ``ContextualCueEnv(episode_length=10)``, 6 of 20 seeds
+ended with a policy wrong in some state, after it had been right everywhere: once every action earns the
+same reward, the advantages are only the critic's errors (std 0.003 instead of 0.5); per-minibatch
+normalisation blew them up to unit size, and Adam (eps 1e-8) turns even tiny gradients into lr-sized steps.
+The step is systematic (the errors depend on the state), and with entropy 0 a state whose action flipped
+is never sampled the right way again. Two changes: normalisation is floored by the group's running
+advantage scale (:meth:`IPPO.advantage_scale`) and Adam's eps is PPO's usual 1e-5. Same 20 seeds: 6
+failures before, 1 with the floor alone, 1 with both (one state of 20 flipped late in the run).
 """
 
 from __future__ import annotations
@@ -97,7 +108,8 @@ class IPPO(MultiAgentAlgorithm):
         target_kl: stop the epochs of a group early when the approximate KL exceeds it (None: never).
         update_epochs: passes over the rollout per ``learn``.
         device: torch device.
-        seed: seeds this agent's minibatch shuffling (sampling actions uses torch's global generator).
+        seed: seeds the initial weights and the minibatch shuffling (sampling actions uses torch's global
+            generator, which the training functions seed).
         clip_vloss: clip the value update around the old value, as in PPO's reference code (off by
             default: Andrychowicz et al., 2021 found it does not help).
     """
@@ -106,6 +118,10 @@ class IPPO(MultiAgentAlgorithm):
     network_groups = ("actors", "critics")
     optimizer_lrs = {"actors": "lr", "critics": "lr"}
     hp_names = ("lr", "batch_size", "learn_step", "ent_coef")
+    # PPO's usual Adam epsilon (Baselines, CleanRL). With torch's 1e-8, a parameter whose gradients have been
+    # ~0 for a while (a converged, near-deterministic policy) still moves by ~lr per step in whatever
+    # direction the noise points: Adam divides a tiny gradient by its own tiny RMS (issue 21).
+    adam_eps = 1e-5
 
     def __init__(
         self,
@@ -162,16 +178,18 @@ class IPPO(MultiAgentAlgorithm):
         )
         self.actors: dict[str, nn.Module] = {}
         self.critics: dict[str, nn.Module] = {}
-        for group, members in self.groups.items():
-            obs_space, action_space = self.observation_spaces[members[0]], self.action_spaces[members[0]]
-            self.actors[group] = StochasticActor(obs_space, action_space, configs[group], self.action_std_init).to(
-                self.device
-            )
-            self.critics[group] = ValueCritic(obs_space, configs[group]).to(self.device)
+        with self.seeded_init():  # with a seed, the initial weights depend on it alone (same seed, same run)
+            for group, members in self.groups.items():
+                obs_space, action_space = self.observation_spaces[members[0]], self.action_spaces[members[0]]
+                actor = StochasticActor(obs_space, action_space, configs[group], self.action_std_init)
+                self.actors[group] = actor.to(self.device)
+                self.critics[group] = ValueCritic(obs_space, configs[group]).to(self.device)
         self.build_optimizers(keep_state=False)
 
         self.rollouts = {group: RolloutBuffer(members) for group, members in self.groups.items()}
         self._last_step: PolicyStep | None = None  # get_action -> store_transition hand-over
+        # Per group: (rows seen, mean advantage variance over them), the floor of advantage normalisation.
+        self.advantage_stats: dict[str, tuple[int, float]] = {group: (0, 0.0) for group in self.groups}
 
     # ================================================================== acting (plumbing)
     def get_action(
@@ -382,6 +400,7 @@ class IPPO(MultiAgentAlgorithm):
             b_mask = None if batch.action_mask is None else batch.action_mask[act]
 
             n = b_obs.shape[0]
+            adv_scale = self.advantage_scale(group, b_adv)
             num_chunks = max(1, round(n / self.batch_size))  # equal-sized minibatches of ~batch_size rows
             for _ in range(self.update_epochs):
                 stop = False
@@ -392,8 +411,10 @@ class IPPO(MultiAgentAlgorithm):
                     ratio = log_ratio.exp()
                     entropy = dist.entropy().mean()
                     adv = b_adv[mb]
-                    if len(mb) > 1:  # per-minibatch normalisation: a scale-free policy step
-                        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                    if len(mb) > 1:  # per-minibatch normalisation: a scale-free policy step ...
+                        # ... that never blows up a minibatch whose advantages are smaller than the group's
+                        # usual scale (see advantage_scale: that would turn value noise into a full step)
+                        adv = (adv - adv.mean()) / (torch.clamp(adv.std(), min=adv_scale) + 1e-8)
 
                     # (2) the clipped surrogate: no incentive to move the ratio beyond 1 +- clip_coef.
                     policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - self.clip_coef, 1 + self.clip_coef))
@@ -434,6 +455,28 @@ class IPPO(MultiAgentAlgorithm):
             return dict.fromkeys(LOSS_NAMES, float("nan"))
         return {name: float(total) / num_minibatches for name, total in sums.items()}
 
+    def advantage_scale(self, group: str, advantages: torch.Tensor) -> float:
+        """Record this rollout's advantages ``(N,)`` of ``group``; returns the group's advantage scale so far.
+
+        The scale is the root of the mean advantage variance over every row the group has learnt from. A
+        minibatch's advantages are divided by the larger of their own std and this scale. Why not by their
+        own std alone: once a policy is right almost everywhere, every row earns the same reward and the
+        advantages are only the critic's errors (std 0.003 where it was 0.5). Dividing by that std blows
+        the errors up to unit size, and since the errors depend on the state, the "step" is systematic:
+        with entropy 0 it can turn a correct, near-deterministic policy into a constant action that never
+        recovers (issue 21: one policy ends at chance). With the floor such a rollout changes the policy by
+        as little as its advantages say. The mean runs over all rows (not a moving window), as in the running
+        reward normalisation of Baselines, so a long converged phase does not bring the blow-up back.
+        """
+        n = int(advantages.numel())
+        rows, mean_var = self.advantage_stats[group]
+        if n > 1:
+            var = float(advantages.var())
+            rows += n
+            mean_var += (var - mean_var) * n / rows
+            self.advantage_stats[group] = (rows, mean_var)
+        return mean_var ** 0.5
+
     def advantages(self, group: str, batch: Any | None = None) -> torch.Tensor:
         """GAE advantages ``(T, C)`` of ``group``'s rollout (its stored one unless ``batch`` is given).
 
@@ -455,6 +498,13 @@ class IPPO(MultiAgentAlgorithm):
         )
 
     # ================================================================== checkpoints
+    def extra_state(self) -> dict[str, Any]:
+        return {"advantage_stats": {g: [int(r), float(v)] for g, (r, v) in self.advantage_stats.items()}}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        stats = state.get("advantage_stats", {})  # absent in checkpoints written before it existed
+        self.advantage_stats.update({g: (int(r), float(v)) for g, (r, v) in stats.items()})
+
     def init_kwargs(self) -> dict[str, Any]:
         return {
             **super().init_kwargs(),

@@ -44,7 +44,7 @@ and a listener that ignores it still earns something. See ``marlkit/envs/probes/
 from .asynchronous import AsyncAgentsEnv
 from .base import ProbeAnswer, ProbeEnv
 from .communication import CommunicationEnv
-from .policy import CoordinationEnv, FixedObsPolicyEnv, ObsDependentPolicyEnv
+from .policy import ContextualCueEnv, CoordinationEnv, FixedObsPolicyEnv, ObsDependentPolicyEnv
 from .value import ConstantRewardEnv, DiscountedRewardEnv, ObsDependentRewardEnv
 
 PROBE_ENVS: dict[str, type[ProbeEnv]] = {
@@ -53,6 +53,7 @@ PROBE_ENVS: dict[str, type[ProbeEnv]] = {
     "discounted_reward": DiscountedRewardEnv,
     "fixed_obs_policy": FixedObsPolicyEnv,
     "obs_dependent_policy": ObsDependentPolicyEnv,
+    "contextual_cue": ContextualCueEnv,
     "coordination": CoordinationEnv,
     "async_agents": AsyncAgentsEnv,
 }
@@ -63,6 +64,7 @@ __all__ = [
     "AsyncAgentsEnv",
     "CommunicationEnv",
     "ConstantRewardEnv",
+    "ContextualCueEnv",
     "CoordinationEnv",
     "DiscountedRewardEnv",
     "FixedObsPolicyEnv",

@@ -81,7 +81,7 @@ class ProbeEnv(ParallelEnv):
     ):
         if len(agent_ids) == 0 or len(set(agent_ids)) != len(agent_ids):
             raise ValueError(f"agent_ids must be non-empty and unique, got {agent_ids!r}")
-        if image_shape[2] < self.num_states:
+        if image and image_shape[2] < self.num_states:  # only image observations need the stripes
             raise ValueError(f"image width {image_shape[2]} is below the {self.num_states} stripes needed")
         self.possible_agents = list(agent_ids)
         self.agents: list[str] = []

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from .base import CONTINUOUS_TARGETS, DEFAULT_AGENT_IDS, ProbeEnv, all_cue_combinations, as_scalar
+from .base import (
+    CONTINUOUS_TARGETS,
+    DEFAULT_AGENT_IDS,
+    ProbeEnv,
+    all_cue_combinations,
+    as_scalar,
+    discounted_count,
+)
 
 
 class FixedObsPolicyEnv(ProbeEnv):
@@ -91,3 +98,64 @@ class CoordinationEnv(ObsDependentPolicyEnv):
 
     def _q(self, agent, states, actions, gamma):
         return self._team_reward(states, actions)
+
+
+class ContextualCueEnv(ObsDependentPolicyEnv):
+    """Episodes of ``episode_length`` steps; at every step each agent sees a fresh cue plus how many steps
+    are left, and is paid for answering the cue, or its *opposite* if it is one of ``opposite`` (agent or
+    group ids). So two groups of one env need opposite policies for the same observation.
+
+    The task of issue 21 is ``ContextualCueEnv(("agent_0", "agent_1", "other_agent_0"), opposite="other_agent",
+    episode_length=10)``: a group that shares an actor answers the cue, a lone agent answers its opposite.
+    State = ``2 * (steps_left - 1) + cue``; V = 1 + gamma + ... + gamma^(steps_left - 1) (one point per step
+    left), Q(a) = score(a) + gamma * V(steps_left - 1). Fails (while ObsDependentPolicyEnv passes): the
+    rollouts or advantages of different groups are mixed up (one group learns the other's mapping), or the
+    advantage signal of one step is drowned by the returns of the steps after it (one policy stays at chance).
+    """
+
+    def __init__(
+        self,
+        agent_ids: Sequence[str] = DEFAULT_AGENT_IDS,
+        opposite: str | Collection[str] = (),
+        episode_length: int = 4,
+        **kwargs: Any,
+    ):
+        if int(episode_length) < 1:
+            raise ValueError(f"episode_length must be a positive int, got {episode_length!r}")
+        self.episode_length = int(episode_length)
+        self.num_states = 2 * self.episode_length
+        opposite = (opposite,) if isinstance(opposite, str) else tuple(opposite)
+        names = {a: (a, a.rsplit("_", 1)[0]) for a in agent_ids}  # each agent's own id and its group id
+        unknown = [o for o in opposite if not any(o in ids for ids in names.values())]
+        if unknown:
+            raise ValueError(f"opposite names no agent or group of agent_ids {list(agent_ids)}: {unknown}")
+        self.opposite_agents = {a for a, ids in names.items() if set(ids) & set(opposite)}
+        super().__init__(agent_ids, **kwargs)
+
+    def _target(self, agent: str, state: int) -> int:
+        """The cue this agent must answer in ``state``: its own, or the opposite one."""
+        return 1 - state % 2 if agent in self.opposite_agents else state % 2
+
+    def _draw_state(self, agent: str, t: int) -> int:
+        steps_left = self.episode_length - t
+        return 2 * (steps_left - 1) + int(self.np_random.integers(2))
+
+    def _reward(self, agent: str, t: int) -> float:
+        return self._score(self._actions[agent], self._target(agent, self._states[agent]))
+
+    def _query_joint_states(self) -> list[dict[str, int]]:
+        return [
+            {a: 2 * (steps_left - 1) + cue for a, cue in cues.items()}
+            for steps_left in range(1, self.episode_length + 1)
+            for cues in all_cue_combinations(self.possible_agents)
+        ]
+
+    def _q(self, agent, states, actions, gamma):
+        state = states[agent]
+        return self._score(actions[agent], self._target(agent, state)) + gamma * discounted_count(state // 2, gamma)
+
+    def _v(self, agent, state, gamma):
+        return discounted_count(state // 2 + 1, gamma)
+
+    def _optimal(self, agent, state):
+        return self._target_action(self._target(agent, state))
