@@ -1,4 +1,4 @@
-"""The communication probe: Speaker Listener reduced to its credit path, two steps long.
+"""The communication probe: Speaker Listener reduced to its credit path.
 
 Simple Speaker Listener is hard because the speaker's message reaches the listener one step *after* it is
 sent, so the speaker learns only through its critic's bootstrapped value, and because a listener that
@@ -9,23 +9,27 @@ those two features and nothing else, so a failure points at them:
 step    speaker_0 sees / does                       listener_0 sees / does
 ======  ==========================================  ==================================================
 t = 0   its cue ``c`` in {0, 1} (one-hot (2,)),     ``[0, 0]``: no message yet; its action is not
-        sends a message ``m``                       scored
-t = 1   the same cue; its action is not used        ``[m, 1]``: the message and a "message present"
-                                                    flag; its action is scored against ``c``
+        sends a message ``m_0``                     scored
+t >= 1  the same cue; sends ``m_t``                 ``[m_{t-1}, 1]``: the previous message and a
+                                                    "message present" flag; its action is scored
 ======  ==========================================  ==================================================
 
-Both agents receive the same reward (cooperative): 0 at t = 0, and at t = 1 the listener's score against
-the speaker's cue, as in the policy probes: discrete ``1 if a == c else 0``; continuous
-``1 - (a - t_c)^2`` with ``t_0 = -0.5``, ``t_1 = +0.5``.
+An episode lasts ``episode_length`` steps (default 4). Both agents receive the same reward (cooperative):
+0 at t = 0, and from t = 1 on the listener's score against the speaker's cue, as in the policy probes:
+discrete ``1 if a == c else 0``; continuous ``1 - (a - t_c)^2`` with ``t_0 = -0.5``, ``t_1 = +0.5``.
 
 Messages: ``continuous=True``: the speaker's action is ``Box(-1, 1, (1,))`` and the listener reads it as
 it is (clipped); ``continuous=False``: the speaker's action is ``Discrete(2)`` and the listener reads its
 index (0 or 1). Either way the speaker must *invent* the code (which message means which cue); nothing in
 the env says which.
 
-Known answers: a team that communicates earns 1 per episode. A listener that ignores the message cannot
-do better than 0.5 (discrete: a coin flip) or 0.75 (continuous: always 0, halfway between the targets);
-a speaker shown the wrong cue makes a communicating listener score 0 (discrete) or 0 (continuous:
+``tests/test_communication.py`` checks that MADDPG and MATD3 find a code with Box messages in 6,000 env
+steps, and that a listener that cannot hear stays at the ignoring score. With Discrete messages
+(Gumbel-Softmax) the same budget did not suffice: the speaker settled on one message for both cues.
+
+Known answers, per scored step: a team that communicates earns 1. A listener that ignores the message
+cannot do better than 0.5 (discrete: a coin flip) or 0.75 (continuous: always 0, halfway between the
+targets); a speaker shown the wrong cue makes a communicating listener score 0 (discrete, and continuous:
 ``1 - 1^2``).
 """
 
@@ -41,7 +45,7 @@ from pettingzoo import ParallelEnv
 from .base import CONTINUOUS_TARGETS, as_scalar
 
 SPEAKER, LISTENER = "speaker_0", "listener_0"
-IGNORING_LISTENER_SCORE = {False: 0.5, True: 0.75}  # the best a listener can do without the message
+IGNORING_LISTENER_SCORE = {False: 0.5, True: 0.75}  # per scored step: the best without the message
 
 
 class CommunicationEnv(ParallelEnv):
@@ -49,9 +53,11 @@ class CommunicationEnv(ParallelEnv):
     other cue than the one the listener is scored on: the wrong-message ablation."""
 
     metadata = {"name": "communication_probe", "render_modes": []}
-    episode_length = 2
 
-    def __init__(self, continuous: bool = False, cue_shift: int = 0):
+    def __init__(self, continuous: bool = False, cue_shift: int = 0, episode_length: int = 4):
+        if episode_length < 2:
+            raise ValueError(f"episode_length must be at least 2 (speak, then answer), got {episode_length}")
+        self.episode_length = int(episode_length)
         self.continuous = bool(continuous)
         self.cue_shift = int(cue_shift)
         self.possible_agents = [SPEAKER, LISTENER]
@@ -92,11 +98,9 @@ class CommunicationEnv(ParallelEnv):
         for agent in self.possible_agents:
             if agent not in actions:
                 raise KeyError(f"agent '{agent}' got no action (actions: {list(actions)})")
-        if self._t == 0:
-            self._message = self._read_message(actions[SPEAKER])
-            reward = 0.0
-        else:
-            reward = self._score(actions[LISTENER])
+        # the listener answers the message it heard (sent one step earlier); then it hears the new one
+        reward = 0.0 if self._t == 0 else self._score(actions[LISTENER])
+        self._message = self._read_message(actions[SPEAKER])
         self._t += 1
         done = self._t >= self.episode_length
         observations = self._observations(has_message=True)
