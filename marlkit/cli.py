@@ -215,6 +215,8 @@ def final_evaluation(preset: dict[str, Any], run_dir: Path, episodes: int, seed:
     elite_path = run_dir / "elite.pt"
     elite = algorithm_class(read_checkpoint(elite_path)["algo"]).load(elite_path)
     eval_seed = seed + 1_000_000  # episodes that no member met in training (sub-env i gets eval_seed + i)
+    # (elite.test plays the episodes that follow the seeded reset; the communication check below plays those
+    # of the seeded reset itself, on every policy it compares)
     scores = {}
     for env_impl in preset["env_impls"]:
         env = make_vec_env(preset["env"], env_impl, episodes, processes=False, **preset["env_kwargs"])
@@ -243,7 +245,7 @@ def communication_check(elite, episodes: int, seed: int) -> dict[str, float]:
     results["centre listener"] = evaluate_team(scripted_team(False), episodes, seed, env="batched")
     results["listener told the goal"] = evaluate_team(scripted_team(True), episodes, seed, env="batched")
     print(
-        "does it communicate? "
+        f"does it communicate? on {episodes} more fresh episodes (seeds {seed}+): "
         + "; ".join(f"{name} {r.mean:.1f} (success {r.success_rate:.0%})" for name, r in results.items())
     )
     return {name: round(r.mean, 3) for name, r in results.items()}

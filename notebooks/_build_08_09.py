@@ -449,7 +449,7 @@ The table gives each policy's mean return (summed over both agents, 25 steps), a
 """),
     code(r'''
 results = {**communication_report(elite, EVAL_EPISODES, EVAL_SEED), **reference}
-print(f"success: listener within {SUCCESS_RADIUS} of the goal at the last step; {EVAL_EPISODES} fresh episodes\n")
+print(f"success: listener within {SUCCESS_RADIUS:.3f} of the goal at the last step; {EVAL_EPISODES} fresh episodes\n")
 print(f"{'policy':<42}{'mean return':>12}{'95% interval':>20}{'success':>9}")
 for name, result in results.items():
     low, high = result.mean - 1.96 * result.stderr, result.mean + 1.96 * result.stderr
