@@ -22,12 +22,7 @@ NET = {"latent_dim": 32, "encoder_config": {"hidden_size": [32]}, "head_config":
 FAST = {"lr": 5e-3, "batch_size": 64, "ent_coef": 0.0, "gamma": GAMMA, "learn_step": 256, "net_config": NET}
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tests/conftest.py
 
 
 def wrapped_agent(env, seed=0, **kwargs):

@@ -19,12 +19,7 @@ EPISODE_LENGTH = 4
 NET = {"latent_dim": 32, "encoder_config": {"hidden_size": [32]}, "head_config": {"hidden_size": [32]}}
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tests/conftest.py
 
 
 def vec_env(continuous: bool, num_envs: int, cue_shift: int = 0) -> SyncPettingZooVecEnv:

@@ -21,13 +21,7 @@ FAST = {"lr": 2e-3, "batch_size": 64, "ent_coef": 0.0, "gamma": GAMMA, "learn_st
 MIXED_IDS = ("agent_0", "agent_1", "other_agent_0")
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # Tiny networks: one thread is faster than two, and leaves the other core to the env / CI.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tests/conftest.py
 
 
 # ----------------------------------------------------------------------------- helpers

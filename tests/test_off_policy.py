@@ -12,13 +12,7 @@ FIELDS = ["state", "action", "reward", "next_state", "done"]
 NET = {"latent_dim": 32, "encoder_config": {"hidden_size": [32]}, "head_config": {"hidden_size": [32]}}
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # Tiny networks: one thread is faster than two, and leaves the other core to the env / CI.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tests/conftest.py
 
 
 def random_actions(env, rng):

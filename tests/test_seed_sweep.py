@@ -29,12 +29,7 @@ SEEDS = range(20)
 OFF_POLICY_SEEDS = (1,)  # seed 0 is test_off_policy's; one more seed each keeps the file under a minute
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tests/conftest.py
 
 
 def train_ippo(seed, probe, probe_kwargs, rollouts=6, num_envs=16, **kwargs):

@@ -40,12 +40,7 @@ INIT_HP = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tests/conftest.py
 
 
 def run(tmp_path, seed=0, algo="MATD3", max_steps=600, target=None, num_envs=2, name="run", **kwargs):
