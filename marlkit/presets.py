@@ -83,8 +83,9 @@ _MUT_P = {
 # two find a code first. The Box pre-activation penalty (0.1 vs 1e-3) made no difference to this.
 # The speaker explores its message narrowly (0.1 x half-range: what it sends while training is what it sends
 # greedily), the listener widely (1.2: it is pushed to the bounds in random directions); the reasons are in
-# chapter 5. Population of 4 sharing a replay buffer of 200,000 transitions (1,000,000 learned more slowly:
-# fresher data helps), 64 sub-envs of the batched env, 25,000 steps per member per generation.
+# chapter 5. Population of 4 sharing a replay buffer of 200,000 transitions (100,000 learned as fast; 1,000,000
+# with architecture mutations off was slower: -25 to -29 after 800,000 env steps in all, against -16 to -18),
+# 64 sub-envs of the batched env, 25,000 steps per member per generation.
 _SPEAKER_LISTENER_HP = {
     **_OFF_POLICY_HP,
     "BATCH_SIZE": 1024,
