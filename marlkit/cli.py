@@ -42,11 +42,10 @@ def make_env_factory(env: str, **env_kwargs: Any):
     return lambda: maker(**env_kwargs)
 
 
-def make_vec_env(env: str, env_impl: str, num_envs: int, processes: bool = True, **env_kwargs: Any):
+def make_vec_env(env: str, env_impl: str, num_envs: int, **env_kwargs: Any):
     """The vector env: ``"batched"`` is ``SpeakerListenerVecEnv`` (one numpy step for every sub-env, equal
-    to mpe2); ``"mpe2"``/``"pettingzoo"`` is the guide's ``AsyncPettingZooVecEnv`` (``SyncPettingZooVecEnv``
-    when not ``processes``)."""
-    from marlkit import SpeakerListenerVecEnv, SyncPettingZooVecEnv, make_multi_agent_vect_envs
+    to mpe2); ``"mpe2"``/``"pettingzoo"`` is the guide's ``AsyncPettingZooVecEnv``."""
+    from marlkit import SpeakerListenerVecEnv, make_multi_agent_vect_envs
 
     if env_impl == "batched":
         if env != "speaker-listener":
@@ -54,10 +53,7 @@ def make_vec_env(env: str, env_impl: str, num_envs: int, processes: bool = True,
         return SpeakerListenerVecEnv(num_envs, **env_kwargs)
     if env_impl not in ("mpe2", "pettingzoo"):
         raise CLIError(f"unknown env_impl {env_impl!r}; expected 'batched', 'mpe2' or 'pettingzoo'")
-    factory = make_env_factory(env, **env_kwargs)
-    if not processes:
-        return SyncPettingZooVecEnv([factory] * num_envs)
-    return make_multi_agent_vect_envs(factory, num_envs=num_envs)
+    return make_multi_agent_vect_envs(make_env_factory(env, **env_kwargs), num_envs=num_envs)
 
 
 def load_overrides(path: str | None) -> dict[str, Any]:
@@ -203,49 +199,50 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def final_evaluation(preset: dict[str, Any], run_dir: Path, episodes: int, seed: int) -> dict[str, float]:
-    """Score the saved elite on every env implementation of the preset, on the same fresh episodes.
+    """Score the saved elite on every env implementation of the preset (``marlkit.evaluation``), on the same
+    fresh episodes, and, with continuous actions, next to the baselines that expose the centre trick.
 
     The batched env is mpe2 step for step, so the scores agree (to float rounding); printing both shows
     it, and guards the claim. They are printed and stored in ``run.json`` as ``final_evaluation``.
     """
     from marlkit.algorithms.base import read_checkpoint
+    from marlkit.evaluation import agent_policy, evaluate_team
     from marlkit.hpo.population import algorithm_class
     from marlkit.training.records import RunRecord
 
     elite_path = run_dir / "elite.pt"
     elite = algorithm_class(read_checkpoint(elite_path)["algo"]).load(elite_path)
     eval_seed = seed + 1_000_000  # episodes that no member met in training (sub-env i gets eval_seed + i)
-    # (elite.test plays the episodes that follow the seeded reset; the communication check below plays those
-    # of the seeded reset itself, on every policy it compares)
-    scores = {}
-    for env_impl in preset["env_impls"]:
-        env = make_vec_env(preset["env"], env_impl, episodes, processes=False, **preset["env_kwargs"])
-        try:
-            env.reset(seed=eval_seed)
-            scores[env_impl] = elite.test(env, max_steps=preset["train"].get("eval_steps"), loop=1)
-        finally:
-            env.close()
+    continuous = preset["env_kwargs"].get("continuous_actions", True)
+    results = {
+        impl: evaluate_team(agent_policy(elite), episodes, eval_seed, env=impl, continuous_actions=continuous)
+        for impl in preset["env_impls"]
+    }
+    scores = {impl: result.mean for impl, result in results.items()}
     print(
         f"final elite on the same {episodes} fresh episodes: "
         + ", ".join(f"{impl} {score:.3f}" for impl, score in scores.items())
     )
     final = {"episodes": episodes, "seed": eval_seed, "elite": str(elite_path.name), "scores": scores}
-    if preset["env"] == "speaker-listener" and preset["env_kwargs"].get("continuous_actions", True):
-        final["communication"] = communication_check(elite, episodes, eval_seed)
+    if continuous:
+        final["communication"] = communication_check(elite, results["batched"], episodes, eval_seed)
     RunRecord(run_dir).write_meta(final_evaluation=final)
     return scores
 
 
-def communication_check(elite, episodes: int, seed: int) -> dict[str, float]:
-    """Does the elite communicate? Its score next to the wrong-message ablation and the two scripted
-    listeners (centre: no communication; told the goal: perfect), on the same fresh episodes."""
-    from marlkit.evaluation import communication_report, evaluate_team, scripted_team
+def communication_check(elite, team, episodes: int, seed: int) -> dict[str, float]:
+    """Does the elite communicate? Its score (``team``, already played on these episodes) next to the
+    wrong-message ablation and the two scripted listeners (centre: no communication; told the goal: perfect)."""
+    from marlkit.evaluation import agent_policy, evaluate_team, scripted_team, wrong_goal_ablation
 
-    results = communication_report(elite, episodes, seed, env="batched")
-    results["centre listener"] = evaluate_team(scripted_team(False), episodes, seed, env="batched")
-    results["listener told the goal"] = evaluate_team(scripted_team(True), episodes, seed, env="batched")
+    results = {
+        "trained team": team,
+        "trained team, speaker shown a wrong goal": wrong_goal_ablation(agent_policy(elite), episodes, seed, "batched"),
+        "centre listener": evaluate_team(scripted_team(False), episodes, seed, env="batched"),
+        "listener told the goal": evaluate_team(scripted_team(True), episodes, seed, env="batched"),
+    }
     print(
-        f"does it communicate? on {episodes} more fresh episodes (seeds {seed}+): "
+        "does it communicate? "
         + "; ".join(f"{name} {r.mean:.1f} (success {r.success_rate:.0%})" for name, r in results.items())
     )
     return {name: round(r.mean, 3) for name, r in results.items()}

@@ -40,11 +40,13 @@ Policy = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]  # obs (bat
 @dataclass
 class TeamResult:
     """Per-episode results of one policy: ``returns`` (E,) summed over both agents; ``final_distance`` (E,)
-    from the listener to the goal at the last step; ``goal`` (E,) the goal landmark's index."""
+    from the listener to the goal at the last step; ``goal`` (E,) the goal landmark's index; ``final_nearest``
+    (E,) the index of the landmark nearest to the listener at the last step."""
 
     returns: np.ndarray
     final_distance: np.ndarray
     goal: np.ndarray
+    final_nearest: np.ndarray
 
     @property
     def mean(self) -> float:
@@ -148,12 +150,12 @@ def evaluate_team(
         vec = SyncPettingZooVecEnv([lambda: make_speaker_listener(continuous_actions)] * batch)
     else:
         vec = SpeakerListenerVecEnv(batch, continuous_actions=continuous_actions)
-    returns, distances, goals = [], [], []
+    returns, distances, goals, nearest = [], [], [], []
     with vec:  # one env for every batch: building 100 mpe2 envs costs more than playing them
         for start in range(0, episodes, batch):
             obs, _ = vec.reset(seed=seed + start)
             goal = goal_index(obs["speaker_0"])
-            total, final = np.zeros(batch), np.full(batch, np.nan)
+            total, final, near = np.zeros(batch), np.full(batch, np.nan), np.zeros(batch, dtype=int)
             playing = np.ones(batch, dtype=bool)
             while playing.any():
                 obs, reward, termination, truncation, info = vec.step(policy(obs))
@@ -161,14 +163,16 @@ def evaluate_team(
                 done = episode_dones(termination, truncation) & playing
                 if done.any():  # the finished episode's last listener observation: landmarks relative to it
                     last = np.asarray(info["listener_0"]["final_observation"])[done]
-                    to_goal = last[:, 2:8].reshape(-1, 3, 2)[np.arange(done.sum()), goal[done]]
-                    final[done] = np.linalg.norm(to_goal, axis=-1)
+                    distance = np.linalg.norm(last[:, 2:8].reshape(-1, 3, 2), axis=-1)  # (done, 3 landmarks)
+                    final[done] = distance[np.arange(done.sum()), goal[done]]
+                    near[done] = distance.argmin(-1)
                 playing &= ~done
             n = min(batch, episodes - start)  # the last batch may use only part of the sub-envs
             returns.append(total[:n])
             distances.append(final[:n])
             goals.append(goal[:n])
-    return TeamResult(np.concatenate(returns), np.concatenate(distances), np.concatenate(goals))
+            nearest.append(near[:n])
+    return TeamResult(*(np.concatenate(x) for x in (returns, distances, goals, nearest)))
 
 
 def baselines(episodes: int = 1_000, seed: int = 50_000, env: str = "mpe2") -> dict[str, TeamResult]:
@@ -190,7 +194,7 @@ def wrong_goal_ablation(policy: Policy, episodes: int, seed: int, env: str = "mp
              evaluate_team(shown_wrong_goal(policy, 2), episodes - half, seed + half, env,
                            continuous_actions=continuous_actions)]
     return TeamResult(*(np.concatenate([getattr(p, field) for p in parts])
-                        for field in ("returns", "final_distance", "goal")))
+                        for field in ("returns", "final_distance", "goal", "final_nearest")))
 
 
 def communication_report(agent, episodes: int = 1_000, seed: int = 50_000, env: str = "mpe2") -> dict[str, TeamResult]:

@@ -124,6 +124,7 @@ from marlkit.evaluation import (
     agent_policy,
     baselines,
     communication_report,
+    evaluate_team,
     scripted_team,
     shown_wrong_goal,
 )
@@ -477,14 +478,8 @@ for goal, (colour, message) in enumerate(zip(LANDMARK_COLORS, messages)):
 
 def ends_nearest(policy, episodes, seed):
     """Per goal landmark: the fraction of episodes in which the listener ends nearest each landmark."""
-    with SpeakerListenerVecEnv(episodes) as vec:
-        obs, _ = vec.reset(seed=seed)
-        goal = obs["speaker_0"].argmax(-1)
-        for _ in range(25):
-            obs, _, _, _, info = vec.step(policy(obs))
-    last = info["listener_0"]["final_observation"][:, 2:8].reshape(-1, 3, 2)  # landmarks relative to it
-    nearest = np.linalg.norm(last, axis=-1).argmin(-1)
-    return np.array([[np.mean(nearest[goal == g] == k) for k in range(3)] for g in range(3)])
+    result = evaluate_team(policy, episodes, seed, env="batched")  # the same episodes as the table above
+    return np.array([[np.mean(result.final_nearest[result.goal == g] == k) for k in range(3)] for g in range(3)])
 
 
 policy = agent_policy(elite)
